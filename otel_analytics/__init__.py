@@ -1,0 +1,57 @@
+"""otel-analytics: per-conversation usage and cost analytics for LLM chat backends, on OpenTelemetry.
+
+A conversation (session) is a trace whose id derives from the session id; each interaction
+(``chat``, ``db``, ``api``, ``cost-event``) is a span with the GenAI semantic-convention
+attributes, the session and user, and a cost estimate. See the README for the quick start.
+
+Importing this package does no work: the modules behind the names below load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .client import health_check, track_api_call, track_db_operation, track_interaction
+    from .configuration import AnalyticsHandle, configure
+    from .errors import AnalyticsError, ConfigurationError
+    from .ids import session_root_span_id, session_trace_id
+    from .interactions import interaction
+    from .recording import Recording
+    from .sessions import end_session, session, start_session
+
+_EXPORTS = {
+    "AnalyticsError": "errors",
+    "AnalyticsHandle": "configuration",
+    "ConfigurationError": "errors",
+    "Recording": "recording",
+    "configure": "configuration",
+    "end_session": "sessions",
+    "health_check": "client",
+    "interaction": "interactions",
+    "session": "sessions",
+    "session_root_span_id": "ids",
+    "session_trace_id": "ids",
+    "start_session": "sessions",
+    "track_api_call": "client",
+    "track_db_operation": "client",
+    "track_interaction": "client",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_analytics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

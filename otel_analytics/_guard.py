@@ -1,0 +1,48 @@
+"""Analytics must never break the app: internal errors are logged once and swallowed.
+
+Under pytest (``PYTEST_CURRENT_TEST`` set) they are re-raised instead, so our own bugs fail our
+tests rather than hiding; tests of the swallowing itself turn that off with ``RAISE_UNDER_PYTEST``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+logger = logging.getLogger("otel_analytics")
+
+RAISE_UNDER_PYTEST = True
+_MAX_KEYS = 1024
+_seen: set[str] = set()
+_seen_lock = threading.Lock()
+
+
+def _first_time(key: str) -> bool:
+    with _seen_lock:
+        if key in _seen or len(_seen) >= _MAX_KEYS:
+            return False
+        _seen.add(key)
+        return True
+
+
+def warn_once(key: str, message: str, *args: object) -> None:
+    """Log a warning the first time ``key`` is seen in this process, never again."""
+    if _first_time(key):
+        logger.warning(message, *args)
+
+
+@contextmanager
+def internal_errors(where: str) -> Iterator[None]:
+    """Swallow (and log once per ``where``) any exception raised by analytics code inside."""
+    try:
+        yield
+    except Exception:
+        if RAISE_UNDER_PYTEST and "PYTEST_CURRENT_TEST" in os.environ:
+            raise
+        if _first_time("internal:" + where):
+            logger.exception(
+                "otel-analytics internal error in %s; your code is still running fine, with less telemetry.", where
+            )

@@ -1,0 +1,72 @@
+"""Every span attribute name otel-analytics writes or reads, in one place.
+
+The GenAI semantic conventions are still experimental and have renamed attributes before
+(``gen_ai.system`` became ``gen_ai.provider.name``), so nothing else in the package spells an
+attribute name: a future rename is a one-line change here. Names follow the GenAI conventions
+(semantic-conventions-genai, semconv 1.45 era) where one exists; our own live under
+``analytics.*``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- OpenTelemetry GenAI semantic conventions -------------------------------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+# Includes cached tokens, as the conventions ask.
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+# Includes reasoning tokens.
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+# Newer name of the cache-write count; older instrumentations wrote ``cache_creation``.
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+# Opt-in content attributes (JSON strings on spans).
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+ERROR_TYPE: Final = "error.type"
+
+# --- General conventions ----------------------------------------------------------------------
+SESSION_ID: Final = "session.id"
+USER_ID: Final = "user.id"
+
+# --- otel-analytics' own attributes -----------------------------------------------------------
+INTERACTION_TYPE: Final = "analytics.interaction.type"
+"""One of ``chat``, ``db``, ``api``, ``cost-event`` (the tracker's interaction types)."""
+SESSION_EVENT: Final = "analytics.session.event"
+"""``start``, ``end`` or ``root`` on the spans that describe a session's lifecycle."""
+SESSION_START_TIME: Final = "analytics.session.start_time"
+"""ISO-8601 start of the session, on its ``end`` and ``root`` spans when it is known."""
+OUTCOME: Final = "analytics.outcome"
+"""How the work ended: ``completed``, ``failed``, ``cancelled``, ``closed`` (consumer stopped early)."""
+USAGE_STATUS: Final = "analytics.usage.status"
+"""``reported`` when token counts came from the provider, ``missing`` when none were seen."""
+DB_READ_OPS: Final = "analytics.db.read_ops"
+DB_WRITE_OPS: Final = "analytics.db.write_ops"
+API_CALL_COUNT: Final = "analytics.api.call_count"
+COST_USD: Final = "analytics.cost.usd"
+COST_MICRO_CENTS: Final = "analytics.cost.micro_cents"
+"""Total cost in integer micro-cents (1 mc = $0.00001), the tracker's money unit."""
+COST_SOURCE: Final = "analytics.cost.source"
+"""``genai-prices``, ``override`` (user price file) or ``explicit`` (given by the caller)."""
+PRICING_STATUS: Final = "analytics.pricing.status"
+"""``priced``, ``unknown_model`` (no price: no cost attribute) or ``no_usage``."""
+PRICING_VERSION: Final = "analytics.pricing.version"
+"""Version of the price snapshot used: ``genai-prices <version>`` or the override file's."""
+METADATA: Final = "analytics.metadata"
+"""Caller-supplied metadata as a JSON object string (secrets redacted)."""
+STATUS: Final = "analytics.status"
+"""The tracker status given by the caller (``completed``, ``failed``, ``timeout``)."""
+
+COST_PART_PREFIX: Final = "analytics.cost."
+"""Explicit cost parts given by the caller: ``analytics.cost.ai_tokens_cost_mc`` and the like."""
+
+INTERACTION_TYPES: Final = ("chat", "db", "api", "cost-event")

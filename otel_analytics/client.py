@@ -1,0 +1,184 @@
+"""The client API of the existing LibreChat integration, on spans.
+
+``track_interaction``, ``track_db_operation`` and ``track_api_call`` take the field names of the
+tracker's wire contract (``shared/tracker-api.md``) and record the same spans as the decorators,
+so whichever exporter is configured ships them. They never raise into the app: a bad field is
+dropped with a warning (once per kind of problem), and an interaction that cannot be recorded at
+all (an unknown ``type``) is dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from . import attributes as attrs
+from . import runtime as _runtime
+from ._guard import internal_errors, warn_once
+from .context import resolve_session
+from .recording import COST_PART_KEYS, Recording, now_ns
+
+_STATUSES = ("completed", "failed", "timeout")
+
+
+def _count(field: str, value: Any, minimum: int = 0) -> int | None:
+    if value is None:
+        return None
+    if type(value) is int and value >= minimum:
+        return value
+    warn_once(f"track:{field}", "otel-analytics: ignoring %s=%r (accepted: an integer >= %d).", field, value, minimum)
+    return None
+
+
+def track_interaction(
+    *,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    type: str = "chat",  # noqa: A002 - the contract's field name
+    model_name: str | None = None,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    db_read_ops: int | None = None,
+    db_write_ops: int | None = None,
+    api_call_count: int | None = None,
+    compute_duration_ms: float | None = None,
+    status: str | None = None,
+    timestamp: datetime | None = None,
+    costs: Mapping[str, int] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Record one finished interaction. Returns its id (the span id, hex), or ``None`` if dropped.
+
+    ``timestamp`` is when it started (default: now minus ``compute_duration_ms``); the span lasts
+    ``compute_duration_ms``. Session and user default to the session in context.
+    """
+    runtime = _runtime.current()
+    if not runtime.settings.enabled:
+        return None
+    if type not in attrs.INTERACTION_TYPES:
+        warn_once(f"track:type:{type!r:.40}", "otel-analytics: dropping an interaction of invalid type %r "
+                  "(accepted: %s).", type, ", ".join(attrs.INTERACTION_TYPES))
+        return None
+    with internal_errors("track_interaction"):
+        session = resolve_session(session_id if isinstance(session_id, str) and session_id else None,
+                                  user_id if isinstance(user_id, str) and user_id else None)
+        if session is None:
+            warn_once("track:session", "otel-analytics: track_* called with no session_id and no session in "
+                      "context; the interaction is recorded without a session.")
+        duration_ns = _duration_ns(compute_duration_ms)
+        if timestamp is not None and timestamp.tzinfo is not None:
+            start = int(timestamp.timestamp() * 1e9)
+        else:
+            if timestamp is not None:
+                warn_once("track:timestamp", "otel-analytics: ignoring a naive timestamp (give a timezone).")
+            start = now_ns() - duration_ns
+        extra: dict[str, Any] = {}
+        if type == "db":
+            for key, value in ((attrs.DB_READ_OPS, _count("db_read_ops", db_read_ops)),
+                               (attrs.DB_WRITE_OPS, _count("db_write_ops", db_write_ops))):
+                extra[key] = value if value is not None else 0
+        if type == "api":
+            calls = _count("api_call_count", api_call_count, minimum=1)
+            extra[attrs.API_CALL_COUNT] = calls if calls is not None else 1
+        if status is not None:
+            if status in _STATUSES:
+                extra[attrs.STATUS] = status
+            else:
+                warn_once("track:status", "otel-analytics: ignoring status=%r (accepted: %s).", status,
+                          ", ".join(_STATUSES))
+        extra.update(_cost_parts(costs))
+        model = model_name if isinstance(model_name, str) and model_name else None
+        if type == "chat" and model is None:
+            warn_once("track:model", "otel-analytics: a chat interaction without model_name is recorded as "
+                      "model 'unknown'.")
+            model = "unknown"
+        recording = Recording(runtime, type, session=session, model=model, metadata=metadata,
+                              attributes=extra, start_time=start)
+        if type == "chat":
+            recording.record_usage(prompt_tokens=_count("prompt_tokens", prompt_tokens),
+                                   completion_tokens=_count("completion_tokens", completion_tokens))
+        recording.finish(outcome="failed" if status in ("failed", "timeout") else "completed",
+                         end_time=start + duration_ns)
+        return format(recording.span.get_span_context().span_id, "016x")
+    return None
+
+
+def _duration_ns(compute_duration_ms: Any) -> int:
+    if compute_duration_ms is None:
+        return 0
+    if (isinstance(compute_duration_ms, int | float) and not isinstance(compute_duration_ms, bool)
+            and math.isfinite(compute_duration_ms) and compute_duration_ms >= 0):
+        return int(compute_duration_ms * 1e6)
+    warn_once("track:duration", "otel-analytics: ignoring compute_duration_ms=%r (accepted: a non-negative "
+              "number).", compute_duration_ms)
+    return 0
+
+
+def _cost_parts(costs: Mapping[str, int] | None) -> dict[str, int]:
+    if costs is None:
+        return {}
+    if not isinstance(costs, Mapping):
+        warn_once("track:costs", "otel-analytics: ignoring costs=%r (accepted: a mapping of %s).", costs,
+                  ", ".join(COST_PART_KEYS))
+        return {}
+    parts: dict[str, int] = {}
+    for key, value in costs.items():
+        if key not in COST_PART_KEYS:
+            warn_once(f"track:costs:{key!s:.40}", "otel-analytics: ignoring unknown cost part %r.", key)
+            continue
+        count = _count(f"costs.{key}", value)
+        if count is not None:
+            parts[attrs.COST_PART_PREFIX + key] = count
+    if parts:
+        total = sum(parts.values())
+        parts[attrs.COST_MICRO_CENTS] = total
+    return parts
+
+
+def track_db_operation(
+    *,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    read_ops: int = 0,
+    write_ops: int = 0,
+    compute_duration_ms: float | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Record database reads and writes of a conversation (a ``db`` interaction)."""
+    return track_interaction(session_id=session_id, user_id=user_id, type="db", db_read_ops=read_ops,
+                             db_write_ops=write_ops, compute_duration_ms=compute_duration_ms, metadata=metadata)
+
+
+def track_api_call(
+    *,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    call_count: int = 1,
+    compute_duration_ms: float | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Record external API calls of a conversation (an ``api`` interaction)."""
+    return track_interaction(session_id=session_id, user_id=user_id, type="api", api_call_count=call_count,
+                             compute_duration_ms=compute_duration_ms, metadata=metadata)
+
+
+def health_check(url: str | None = None, *, timeout_s: float | None = None) -> bool:
+    """Whether the analytics tracker answers ``GET /health`` with ``{"status": "ok"}``.
+
+    Uses ``ANALYTICS_TRACKER_URL`` unless ``url`` is given; ``False`` when none is configured,
+    the tracker is unreachable, slow past the timeout, or answers anything else. Never raises.
+    """
+    runtime = _runtime.current()
+    base = url or runtime.settings.tracker_url
+    if not base:
+        return False
+    try:  # /health takes no token (tracker contract): none is sent
+        response = httpx.get(f"{base.rstrip('/')}/health", timeout=timeout_s or runtime.settings.timeout_s)
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return response.status_code == 200 and isinstance(body, dict) and body.get("status") == "ok"

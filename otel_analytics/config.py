@@ -1,0 +1,236 @@
+"""Settings: each declared once, as data, read from keywords first, then the environment.
+
+A bad value is an error at ``configure()`` that names the variable, the value and what is
+accepted; nothing falls back silently. Standard ``OTEL_*`` variables that the SDK or the OTLP
+exporters read themselves (``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_*``) are validated
+here where a typo would otherwise be ignored, and then left for them to read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+EXPORTER_NAMES = ("console", "otlp", "none")
+"""Exporters ``ANALYTICS_EXPORTERS`` may name (the tracker exporter joins in its own issue)."""
+
+OTLP_PROTOCOLS = ("http/protobuf", "grpc")
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+_GENAI_CAPTURE_ON = ("true", "span_only", "span_and_event")
+_GENAI_CAPTURE_OFF = ("false", "no_content", "event_only")
+
+
+def parse_bool(name: str, raw: str | bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not a boolean; accepted values: true, false (or 1, 0, yes, no).")
+
+
+def _parse_positive_float(name: str, raw: str | float) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{name}={raw!r} is not valid; accepted values: a positive number of seconds.")
+    return value
+
+
+def _parse_exporters(name: str, raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    names: list[str] = []
+    for item in items:
+        exporter = str(item).strip().lower()
+        if not exporter:
+            continue
+        if exporter not in EXPORTER_NAMES:
+            raise ConfigurationError(
+                f"{name}={raw!r} names an unknown exporter {exporter!r}; "
+                f"accepted values: a comma-separated list of {', '.join(EXPORTER_NAMES)}."
+            )
+        if exporter not in names:
+            names.append(exporter)
+    if "none" in names:
+        if len(names) > 1:
+            raise ConfigurationError(f"{name}={raw!r} combines 'none' with other exporters; use one or the other.")
+        return ()
+    return tuple(names)
+
+
+def _parse_url(name: str, raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{name}={raw!r} is not valid; accepted values: an http:// or https:// URL.")
+    return value
+
+
+def _parse_text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _parse_existing_file(name: str, raw: str) -> str:
+    path = raw.strip()
+    if not os.path.isfile(path):
+        raise ConfigurationError(f"{name}={raw!r}: no such file; accepted values: the path of a TOML or JSON file.")
+    return path
+
+
+def _parse_genai_capture(name: str, raw: str | bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = raw.strip().lower()
+    if value in _GENAI_CAPTURE_ON:
+        return True
+    if value in _GENAI_CAPTURE_OFF:
+        return False
+    raise ConfigurationError(
+        f"{name}={raw!r} is not valid; accepted values: NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT, true, false."
+    )
+
+
+@dataclass(frozen=True)
+class _Param:
+    """One setting: where it is read from and how it is checked."""
+
+    env: tuple[str, ...]
+    parse: Callable[[str, Any], Any]
+    default: Any
+    doc: str
+
+
+_PARAMS: dict[str, _Param] = {
+    "enabled": _Param(("ANALYTICS_ENABLED",), parse_bool, True, "Turn every API call into a cheap no-op."),
+    "exporters": _Param(
+        ("ANALYTICS_EXPORTERS",),
+        _parse_exporters,
+        None,
+        "Exporters to add, comma-separated. Unset: console when this package builds the provider.",
+    ),
+    "tracker_url": _Param(("ANALYTICS_TRACKER_URL",), _parse_url, None, "Base URL of the analytics tracker."),
+    "tracker_token": _Param(("ANALYTICS_TRACKER_TOKEN",), _parse_text, None, "Bearer token for the tracker."),
+    "capture_content": _Param(
+        ("ANALYTICS_CAPTURE_CONTENT",), parse_bool, False, "Record message content on chat spans."
+    ),
+    "timeout_s": _Param(("ANALYTICS_TIMEOUT_S",), _parse_positive_float, 5.0, "Network timeout per request."),
+    "flush_timeout_s": _Param(
+        ("ANALYTICS_FLUSH_TIMEOUT_S",), _parse_positive_float, 5.0, "Bound on flush and shutdown (and at exit)."
+    ),
+    "pricing_file": _Param(
+        ("ANALYTICS_PRICING_FILE",), _parse_existing_file, None, "TOML or JSON price overrides (USD per 1M tokens)."
+    ),
+    "service_name": _Param(("OTEL_SERVICE_NAME",), _parse_text, None, "service.name of a provider we build."),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one ``configure()`` call."""
+
+    enabled: bool = True
+    exporters: tuple[str, ...] | None = None
+    tracker_url: str | None = None
+    tracker_token: str | None = field(default=None, repr=False)
+    capture_content: bool = False
+    timeout_s: float = 5.0
+    flush_timeout_s: float = 5.0
+    pricing_file: str | None = None
+    service_name: str | None = None
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        """Resolve every setting: keyword, then environment, then default."""
+        overrides = dict(overrides or {})
+        env = os.environ if environ is None else environ
+        unknown = sorted(set(overrides) - set(_PARAMS))
+        if unknown:
+            raise TypeError(f"configure() got unknown settings {unknown}; known settings: {sorted(_PARAMS)}.")
+        values: dict[str, Any] = {}
+        for name, param in _PARAMS.items():
+            if name in overrides and overrides[name] is not None:
+                values[name] = param.parse(name, overrides[name])
+                continue
+            for var in param.env:
+                raw = env.get(var, "")
+                if raw.strip():  # an empty variable counts as unset (OpenTelemetry spec)
+                    values[name] = param.parse(var, raw)
+                    break
+            else:
+                values[name] = param.default
+        # OTEL_SDK_DISABLED turns us off as well as the SDK, and the GenAI capture variable turns
+        # content capture on like ours does.
+        if "enabled" not in overrides and parse_bool("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED") or "false"):
+            values["enabled"] = False
+        genai_capture = env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip()
+        if "capture_content" not in overrides and not env.get("ANALYTICS_CAPTURE_CONTENT", "").strip() and genai_capture:
+            values["capture_content"] = _parse_genai_capture(
+                "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", genai_capture
+            )
+        validate_otel_environment(env)
+        return cls(**values)
+
+    def differs_from(self, other: Settings) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+def validate_otel_environment(env: Mapping[str, str]) -> None:
+    """Check the standard variables whose bad values the SDK would only log, or silently ignore."""
+    for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        raw = env.get(var, "").strip()
+        if raw and raw not in OTLP_PROTOCOLS:
+            raise ConfigurationError(f"{var}={raw!r} is not supported; accepted values: {', '.join(OTLP_PROTOCOLS)}.")
+    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if sampler and sampler not in SAMPLERS:
+        raise ConfigurationError(f"OTEL_TRACES_SAMPLER={sampler!r} is not valid; accepted values: {', '.join(SAMPLERS)}.")
+    arg = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if arg and sampler.endswith("traceidratio"):
+        try:
+            ratio = float(arg)
+        except ValueError:
+            ratio = math.nan
+        if not 0.0 <= ratio <= 1.0:
+            raise ConfigurationError(
+                f"OTEL_TRACES_SAMPLER_ARG={arg!r} is not valid; accepted values: a number from 0 to 1."
+            )
+    bsp = {}
+    for var in ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                "OTEL_BSP_EXPORT_TIMEOUT"):
+        raw = env.get(var, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or int(raw) <= 0:
+            raise ConfigurationError(f"{var}={raw!r} is not valid; accepted values: a positive integer.")
+        bsp[var] = int(raw)
+    queue = bsp.get("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+    if bsp.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", min(512, queue)) > queue:
+        raise ConfigurationError(
+            f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE={bsp['OTEL_BSP_MAX_EXPORT_BATCH_SIZE']} is larger than "
+            f"OTEL_BSP_MAX_QUEUE_SIZE={queue}; accepted values: at most the queue size."
+        )
+    resource = env.get("OTEL_RESOURCE_ATTRIBUTES", "").strip()
+    for pair in filter(None, (p.strip() for p in resource.split(","))):
+        if "=" not in pair or not pair.split("=", 1)[0].strip():
+            raise ConfigurationError(
+                f"OTEL_RESOURCE_ATTRIBUTES has an invalid entry {pair!r}; accepted values: key=value pairs "
+                "separated by commas."
+            )

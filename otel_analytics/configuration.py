@@ -1,0 +1,216 @@
+"""``configure()``: join (or build) a TracerProvider and add the chosen exporters to it.
+
+- A provider that is already installed (by the app or ``opentelemetry-instrument``) is joined,
+  never replaced. Then only the exporters named by ``ANALYTICS_EXPORTERS`` (or ``exporters=``) are
+  added, and they export only otel-analytics' own spans: the provider's owner already exports
+  everything else, and ``OTEL_TRACES_EXPORTER`` belongs to the owner.
+- With no SDK provider installed, one is built from the standard variables (resource, sampler),
+  installed globally, and given ``ANALYTICS_EXPORTERS``, else ``OTEL_TRACES_EXPORTER``, else
+  ``console``.
+- Each exporter gets its own ``BatchSpanProcessor``, so a slow one cannot stall another.
+- A second call returns the first call's handle and changes nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from . import runtime as _runtime
+from .config import EXPORTER_NAMES, Settings
+from .errors import ConfigurationError
+from .exporters import build_exporter
+from .runtime import INSTRUMENTATION_SCOPE, Runtime
+
+_logger = logging.getLogger("otel_analytics")
+_lock = threading.Lock()
+_active: AnalyticsHandle | None = None
+
+# OTEL_TRACES_EXPORTER names this package understands, mapped to ours.
+_OTEL_EXPORTER_NAMES = {"console": "console", "otlp": "otlp", "otlp_proto_http": "otlp", "none": "none"}
+
+
+class OwnSpansOnly(SpanProcessor):
+    """Passes on only otel-analytics' spans: for processors added to a provider we joined."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self._inner = inner
+
+    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        scope = span.instrumentation_scope
+        if scope is not None and scope.name == INSTRUMENTATION_SCOPE:
+            self._inner.on_end(span)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+def _bounded(work: Callable[[], Any], timeout_s: float, name: str) -> bool:
+    """Run ``work`` on a daemon thread and wait at most ``timeout_s``: a hung exporter can't hold us."""
+    done = threading.Event()
+    outcome: list[bool] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work() is not False)
+        except Exception:
+            _logger.exception("otel-analytics: %s failed", name)
+            outcome.append(False)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"otel-analytics-{name}", daemon=True).start()
+    return done.wait(timeout_s) and all(outcome)
+
+
+class AnalyticsHandle:
+    """What ``configure()`` returns: flush and shut down what it added, within a timeout."""
+
+    def __init__(self, settings: Settings, provider: trace.TracerProvider | None,
+                 processors: Sequence[SpanProcessor], owns_provider: bool) -> None:
+        self.settings = settings
+        self.tracer_provider = provider
+        self._processors = tuple(processors)
+        self._owns_provider = owns_provider
+        self._shut_down = False
+
+    @property
+    def exporters(self) -> tuple[str, ...]:
+        """Names of the exporters this handle added (empty when disabled or joining with none)."""
+        return self.settings.exporters or ()
+
+    def force_flush(self, timeout: float | None = None) -> bool:
+        """Export what is queued; ``False`` if that did not finish within ``timeout`` seconds."""
+        timeout_s = self.settings.flush_timeout_s if timeout is None else timeout
+        deadline = time.monotonic() + timeout_s
+        ok = True
+        for processor in self._processors:
+            remaining = max(deadline - time.monotonic(), 0.0)
+            millis = int(remaining * 1000)
+            ok = _bounded(lambda p=processor, m=millis: p.force_flush(m), remaining, "flush") and ok
+        return ok
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush and stop this handle's exporters; later API calls go to the global provider."""
+        global _active
+        with _lock:
+            if self._shut_down:
+                return True
+            self._shut_down = True
+            if _active is self:
+                _active = None
+                _runtime.install(None)
+        timeout_s = self.settings.flush_timeout_s if timeout is None else timeout
+
+        def stop() -> None:
+            for processor in self._processors:
+                processor.shutdown()
+
+        return _bounded(stop, timeout_s, "shutdown")
+
+    def _at_exit(self) -> None:
+        if not self._shut_down:
+            self.shutdown()
+
+
+def configure(*, tracer_provider: trace.TracerProvider | None = None, **overrides: Any) -> AnalyticsHandle:
+    """Set up otel-analytics from the environment, with keyword overrides.
+
+    Keywords: ``enabled``, ``exporters``, ``tracker_url``, ``tracker_token``, ``capture_content``,
+    ``timeout_s``, ``flush_timeout_s``, ``pricing_file``, ``service_name``; each also read from its
+    environment variable (see the README). ``tracer_provider`` joins that provider instead of
+    the global one. Raises ``ConfigurationError`` naming the variable for any bad value.
+    """
+    global _active
+    with _lock:
+        settings = Settings.load(overrides)
+        if _active is not None:
+            changed = settings.differs_from(_active.settings)
+            if changed:
+                _logger.warning("otel-analytics is already configured; ignoring new values of %s.", changed)
+            return _active
+        handle = _build(settings, tracer_provider)
+        _active = handle
+    atexit.register(handle._at_exit)
+    if settings.enabled:
+        runtime = _runtime.current()
+        threading.Thread(target=runtime.prices.warm, name="otel-analytics-prices", daemon=True).start()
+    return handle
+
+
+def _build(settings: Settings, explicit: trace.TracerProvider | None) -> AnalyticsHandle:
+    if not settings.enabled:
+        _runtime.install(Runtime.build(settings, trace.NoOpTracerProvider()))
+        return AnalyticsHandle(settings, None, (), owns_provider=False)
+    provider = explicit if explicit is not None else trace.get_tracer_provider()
+    owns = False
+    if not isinstance(provider, SdkTracerProvider):
+        if explicit is not None:
+            raise ConfigurationError("configure(tracer_provider=...) needs an OpenTelemetry SDK TracerProvider.")
+        provider = SdkTracerProvider(resource=_resource(settings), shutdown_on_exit=False)
+        owns = True
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            trace.set_tracer_provider(provider)
+        else:
+            _logger.warning("otel-analytics: the installed tracer provider is not the SDK's; using a private one.")
+    names = settings.exporters
+    if names is None:
+        names = _default_exporters() if owns else ()
+        settings = replace(settings, exporters=names)
+    processors: list[SpanProcessor] = []
+    for name in names:
+        processor: SpanProcessor = BatchSpanProcessor(build_exporter(name, settings))
+        if not owns:
+            processor = OwnSpansOnly(processor)
+        provider.add_span_processor(processor)
+        processors.append(processor)
+    _runtime.install(Runtime.build(settings, provider))
+    return AnalyticsHandle(settings, provider, processors, owns_provider=owns)
+
+
+def _resource(settings: Settings) -> Resource:
+    # Resource.create reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME itself.
+    return Resource.create({"service.name": settings.service_name} if settings.service_name else {})
+
+
+def _default_exporters() -> tuple[str, ...]:
+    raw = os.environ.get("OTEL_TRACES_EXPORTER", "").strip()
+    if not raw:
+        return ("console",)
+    names: list[str] = []
+    for item in filter(None, (part.strip().lower() for part in raw.split(","))):
+        if item not in _OTEL_EXPORTER_NAMES:
+            raise ConfigurationError(
+                f"OTEL_TRACES_EXPORTER={raw!r} names {item!r}, which otel-analytics cannot build; accepted "
+                f"values: {', '.join(_OTEL_EXPORTER_NAMES)} (or set ANALYTICS_EXPORTERS to one of "
+                f"{', '.join(EXPORTER_NAMES)})."
+            )
+        mapped = _OTEL_EXPORTER_NAMES[item]
+        if mapped == "none":
+            return ()
+        if mapped not in names:
+            names.append(mapped)
+    return tuple(names)
+
+
+def active_handle() -> AnalyticsHandle | None:
+    return _active

@@ -1,0 +1,75 @@
+"""Which session the running code belongs to, carried in a contextvar.
+
+``asyncio`` copies contextvars into every task it creates, so tasks started inside a session
+belong to it too; threads started with ``contextvars.copy_context().run`` likewise.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+from . import attributes as attrs
+from .ids import session_root_span_id, session_trace_id
+from .runtime import Runtime
+
+ANONYMOUS_USER = "anonymous"
+"""The user id of interactions whose user is unknown (the tracker requires one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRef:
+    """A session as seen by the code running inside it."""
+
+    session_id: str
+    user_id: str
+    trace_id: int
+    root_span_id: int
+
+    @classmethod
+    def of(cls, session_id: str, user_id: str | None) -> SessionRef:
+        return cls(session_id, user_id or ANONYMOUS_USER, session_trace_id(session_id),
+                   session_root_span_id(session_id))
+
+
+current_session: ContextVar[SessionRef | None] = ContextVar("otel_analytics_session", default=None)
+
+
+def resolve_session(session_id: str | None, user_id: str | None) -> SessionRef | None:
+    """The session an interaction belongs to: explicit ids first, then the context's."""
+    ambient = current_session.get()
+    if session_id is None:
+        if ambient is None:
+            return None
+        if user_id is None or user_id == ambient.user_id:
+            return ambient
+        return SessionRef(ambient.session_id, user_id, ambient.trace_id, ambient.root_span_id)
+    if ambient is not None and ambient.session_id == session_id:
+        return ambient if user_id in (None, ambient.user_id) else SessionRef.of(session_id, user_id)
+    return SessionRef.of(session_id, user_id)
+
+
+def session_parent(runtime: Runtime, session: SessionRef) -> otel_context.Context:
+    """A context whose current span is the session's root, so new spans join the session trace.
+
+    The root span itself is only emitted when the session ends (possibly in another process), so
+    this is a remote, non-recording stand-in. Its sampled flag is the provider's sampler's
+    decision for the session's trace id: a trace-id ratio sampler keeps or drops whole sessions.
+    """
+    sampled = True
+    if runtime.sampler is not None:
+        decision = runtime.sampler.should_sample(
+            None, session.trace_id, "session", SpanKind.INTERNAL, {attrs.SESSION_ID: session.session_id}
+        )
+        sampled = decision.decision.is_sampled()
+    root = SpanContext(
+        session.trace_id,
+        session.root_span_id,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT),
+    )
+    return trace.set_span_in_context(NonRecordingSpan(root), otel_context.get_current())

@@ -1,0 +1,258 @@
+"""Cost estimates: prices looked up once per (provider, model), then only multiplied.
+
+Prices come from the ``genai-prices`` package's bundled snapshot (no network, ever) and from an
+optional user file (``ANALYTICS_PRICING_FILE``) for custom or self-hosted models, which wins over
+the snapshot. Money follows the tracker contract: integer micro-cents (1 mc = $0.00001), each
+token kind priced as ``round(tokens * usd_per_million * 0.1)``. An unknown model gets no cost, a
+flag on the span and one warning per model: never a guess.
+
+Override file (TOML or JSON), prices in USD per million tokens::
+
+    version = "our-prices-2026-11"          # optional, recorded on spans
+    [models."llama-3-70b-internal"]
+    provider = "self-hosted"                # optional
+    input = 0.2
+    output = 0.6
+    cache_read = 0.05                       # optional, defaults to input
+    cache_write = 0.25                      # optional, defaults to input
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from .errors import ConfigurationError
+from .usage import Usage
+
+_logger = logging.getLogger(__name__)
+
+# genai-prices provider ids -> gen_ai.provider.name well-known values.
+_PROVIDER_TO_SEMCONV = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "google": "gcp.gemini",
+    "mistral": "mistral_ai",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "x-ai": "x_ai",
+    "cohere": "cohere",
+    "aws": "aws.bedrock",
+    "azure": "azure.ai.openai",
+    "perplexity": "perplexity",
+    "moonshotai": "moonshot_ai",
+}
+_SEMCONV_TO_PROVIDER = {v: k for k, v in _PROVIDER_TO_SEMCONV.items()}
+
+# Cheap prefix rules so the provider is known when a span starts, without a price lookup.
+_MODEL_PREFIXES = (
+    (("gpt-", "chatgpt", "o1", "o3", "o4", "text-embedding", "davinci", "babbage", "whisper", "dall-e"), "openai"),
+    (("claude",), "anthropic"),
+    (("gemini", "gemma"), "gcp.gemini"),
+    (("mistral", "mixtral", "codestral", "ministral", "magistral", "pixtral"), "mistral_ai"),
+    (("command",), "cohere"),
+    (("deepseek",), "deepseek"),
+    (("grok",), "x_ai"),
+)
+
+_MAX_WARNED = 1024
+
+
+def infer_provider(model: str | None) -> str | None:
+    """The ``gen_ai.provider.name`` a model name implies, when it does."""
+    if not model:
+        return None
+    name = model.lower().rsplit("/", 1)[-1]
+    for prefixes, provider in _MODEL_PREFIXES:
+        if name.startswith(prefixes):
+            return provider
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """One model's prices in USD per million tokens."""
+
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    source: str = "genai-prices"
+    version: str = ""
+    provider: str | None = None
+    # Set when the snapshot has tiered or other non-linear prices: then genai-prices computes.
+    model_price: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    usd: float
+    micro_cents: int
+    source: str
+    version: str
+
+
+def micro_cents(tokens: int, usd_per_million: float) -> int:
+    """The contract's rule: ``round(tokens * usd_per_million * 0.1)`` micro-cents."""
+    return round(tokens * usd_per_million * 0.1)
+
+
+def format_usd(mc: int) -> str:
+    """``$D.DDDD`` from micro-cents, rounded half-even as the tracker contract says."""
+    dollars = (Decimal(mc) / Decimal(100000)).quantize(Decimal("0.0001"))
+    return f"${dollars}"
+
+
+def cost_of(usage: Usage, price: Price) -> Cost | None:
+    """The cost of ``usage`` at ``price``; ``None`` when no token count is known."""
+    if usage.input_tokens is None and usage.output_tokens is None:
+        return None
+    if price.model_price is not None:
+        return _tiered_cost(usage, price)
+    cache_read = usage.cache_read_tokens or 0
+    cache_write = usage.cache_write_tokens or 0
+    fresh_input = max((usage.input_tokens or 0) - cache_read - cache_write, 0)
+    mc = (
+        micro_cents(fresh_input, price.input)
+        + micro_cents(cache_read, price.input if price.cache_read is None else price.cache_read)
+        + micro_cents(cache_write, price.input if price.cache_write is None else price.cache_write)
+        + micro_cents(usage.output_tokens or 0, price.output)
+    )
+    return Cost(usd=mc / 100000, micro_cents=mc, source=price.source, version=price.version)
+
+
+def _tiered_cost(usage: Usage, price: Price) -> Cost:
+    import genai_prices
+
+    result = price.model_price.calc_price(
+        genai_prices.Usage(
+            input_tokens=usage.input_tokens or 0,
+            output_tokens=usage.output_tokens or 0,
+            cache_read_tokens=usage.cache_read_tokens or 0,
+            cache_write_tokens=usage.cache_write_tokens or 0,
+        )
+    )
+    mc = int((Decimal(result["total_price"]) * 100000).to_integral_value())
+    return Cost(usd=mc / 100000, micro_cents=mc, source=price.source, version=price.version)
+
+
+class PriceBook:
+    """Finds a model's price once and remembers it (and remembers misses)."""
+
+    def __init__(self, override_file: str | None = None) -> None:
+        self._overrides, self._override_version = load_overrides(override_file) if override_file else ({}, "")
+        self._cache: dict[tuple[str | None, str], Price | None] = {}
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def price(self, model: str, provider: str | None = None) -> Price | None:
+        key = (provider, model)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        price = self._overrides.get(model.lower())
+        if price is not None and provider and price.provider and price.provider != provider:
+            price = None  # an override for the same name at another provider
+        if price is None:
+            price = _snapshot_price(model, provider)
+        with self._lock:
+            if len(self._cache) > 4096:  # bounded: model names can come from untrusted input
+                self._cache.clear()
+            self._cache[key] = price
+            if price is None and model not in self._warned and len(self._warned) < _MAX_WARNED:
+                self._warned.add(model)
+                _logger.warning("otel-analytics: no price known for model %r; its interactions get no cost.", model)
+        return price
+
+    def provider(self, model: str | None) -> str | None:
+        """The provider a model name implies, from prefixes first, then the price table."""
+        provider = infer_provider(model)
+        if provider is None and model:
+            price = self.price(model)
+            provider = price.provider if price is not None else None
+        return provider
+
+    def warm(self) -> None:
+        """Load the price snapshot ahead of the first request (it takes a few hundred ms)."""
+        self.price("gpt-4o", "openai")
+
+
+def _snapshot_price(model: str, provider: str | None) -> Price | None:
+    import genai_prices
+
+    try:
+        calc = genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=0, output_tokens=0),
+            model,
+            provider_id=_SEMCONV_TO_PROVIDER.get(provider or "", provider),
+            genai_request_timestamp=datetime.now(tz=UTC),
+        )
+    except LookupError:
+        if provider is None:
+            return None
+        return _snapshot_price(model, None)  # the caller's provider may be a custom name
+    except Exception:  # a malformed name must never break the app
+        _logger.debug("genai-prices failed for %r", model, exc_info=True)
+        return None
+    model_price = calc.model_price
+    fields = {name: getattr(model_price, name, None) for name in
+              ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")}
+    linear = all(value is None or isinstance(value, Decimal) for value in fields.values())
+    return Price(
+        input=float(fields["input_mtok"] or 0),
+        output=float(fields["output_mtok"] or 0),
+        cache_read=None if fields["cache_read_mtok"] is None or not linear else float(fields["cache_read_mtok"]),
+        cache_write=None if fields["cache_write_mtok"] is None or not linear else float(fields["cache_write_mtok"]),
+        source="genai-prices",
+        version=f"genai-prices {genai_prices.__version__}",
+        provider=_PROVIDER_TO_SEMCONV.get(calc.provider.id, calc.provider.id),
+        model_price=None if linear else model_price,
+    )
+
+
+def load_overrides(path: str) -> tuple[dict[str, Price], str]:
+    """Read a price override file; any problem is a ``ConfigurationError`` naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        data = json.loads(raw) if path.lower().endswith(".json") else tomllib.loads(raw.decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"ANALYTICS_PRICING_FILE={path!r} cannot be read: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise ConfigurationError(f"ANALYTICS_PRICING_FILE={path!r} needs a 'models' table of model name -> prices.")
+    version = str(data.get("version") or f"override {path}")
+    prices: dict[str, Price] = {}
+    for model, entry in data["models"].items():
+        if not isinstance(entry, dict):
+            raise ConfigurationError(f"ANALYTICS_PRICING_FILE {path!r}: models.{model} must be a table.")
+        values: dict[str, float | None] = {}
+        for key in ("input", "output", "cache_read", "cache_write"):
+            value = entry.get(key)
+            required = key in ("input", "output")
+            if value is None and not required:
+                values[key] = None
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != value:
+                raise ConfigurationError(
+                    f"ANALYTICS_PRICING_FILE {path!r}: models.{model}.{key}={value!r}; "
+                    "accepted values: a non-negative number (USD per million tokens)."
+                )
+            values[key] = float(value)
+        provider = entry.get("provider")
+        prices[str(model).lower()] = Price(
+            input=values["input"] or 0.0,
+            output=values["output"] or 0.0,
+            cache_read=values["cache_read"],
+            cache_write=values["cache_write"],
+            source="override",
+            version=version,
+            provider=str(provider) if provider else None,
+        )
+    return prices, version

@@ -1,0 +1,292 @@
+"""One interaction being recorded: its span, its usage, and how it ends.
+
+Everything the three ways in (middleware, decorators and context managers, ``track_*``) record
+goes through :class:`Recording`, so they all produce the same spans. Attributes that samplers
+should see (operation, provider, model, session) are set when the span starts; usage, cost and
+outcome when it ends, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from . import attributes as attrs
+from ._guard import internal_errors
+from .context import SessionRef, current_session, session_parent
+from .pricing import Cost, cost_of
+from .runtime import Runtime
+from .usage import Usage, token_count, usage_from_response
+
+_SECRET_KEYS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "api_key",
+     "apikey", "x-auth-token", "password"}
+)
+COST_PART_KEYS = ("ai_tokens_cost_mc", "db_ops_cost_mc", "api_calls_cost_mc", "compute_time_cost_mc")
+
+
+def metadata_json(metadata: Mapping[str, Any]) -> str:
+    """Metadata as a JSON object string, with secret-bearing keys redacted."""
+    clean = {
+        str(key): "[REDACTED]" if str(key).lower() in _SECRET_KEYS else value for key, value in metadata.items()
+    }
+    return json.dumps(clean, default=str, separators=(",", ":"))
+
+
+def span_name(interaction_type: str, operation: str | None, model: str | None, name: str | None) -> str:
+    if interaction_type == "chat":
+        op = operation or "chat"
+        return f"{op} {model}" if model else op
+    return f"{interaction_type} {name}" if name else interaction_type
+
+
+class Recording:
+    """The live handle of one interaction: ``with oa.interaction(...) as it`` gives one."""
+
+    __slots__ = ("_content", "_cost", "_ended", "_model", "_provider", "_runtime", "_session", "_type",
+                 "_usage", "_usage_recorded", "span")
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        interaction_type: str,
+        *,
+        session: SessionRef | None,
+        model: str | None = None,
+        provider: str | None = None,
+        operation: str | None = None,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        start_time: int | None = None,
+    ) -> None:
+        self._runtime = runtime
+        self._type = interaction_type
+        self._session = session
+        self._model = model
+        self._usage = Usage()
+        self._usage_recorded = False
+        self._cost: Cost | None = None
+        self._content: dict[str, str] = {}
+        self._ended = False
+        is_chat = interaction_type == "chat"
+        self._provider = provider or (runtime.prices.provider(model) if is_chat else None)
+        span_attrs: dict[str, AttributeValue] = {attrs.INTERACTION_TYPE: interaction_type}
+        if is_chat:
+            span_attrs[attrs.GEN_AI_OPERATION_NAME] = operation or "chat"
+            span_attrs[attrs.GEN_AI_PROVIDER_NAME] = self._provider or "unknown"
+            if model:
+                span_attrs[attrs.GEN_AI_REQUEST_MODEL] = model
+        if session is not None:
+            span_attrs[attrs.SESSION_ID] = session.session_id
+            span_attrs[attrs.USER_ID] = session.user_id
+            if is_chat:
+                span_attrs[attrs.GEN_AI_CONVERSATION_ID] = session.session_id
+        if metadata:
+            span_attrs[attrs.METADATA] = metadata_json(metadata)
+        if attributes:
+            span_attrs.update(attributes)
+        links: list[Link] = []
+        if session is not None:
+            parent = session_parent(runtime, session)
+            # The request's own span (another trace) and the interaction point at each other.
+            outer = trace.get_current_span().get_span_context()
+            if outer.is_valid and outer.trace_id != session.trace_id:
+                links.append(Link(outer))
+        else:
+            parent = None
+        self.span = runtime.tracer.start_span(
+            span_name(interaction_type, operation, model, name),
+            context=parent,
+            kind=SpanKind.INTERNAL if interaction_type == "cost-event" else SpanKind.CLIENT,
+            attributes=span_attrs,
+            links=links,
+            start_time=start_time,
+        )
+        if links and session is not None:
+            outer_span = trace.get_current_span()
+            if outer_span.is_recording():
+                outer_span.add_link(self.span.get_span_context())
+                outer_span.set_attribute(attrs.SESSION_ID, session.session_id)
+
+    # --- what the caller records -------------------------------------------------------------
+    def record_usage(
+        self,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        cache_read_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        model: str | None = None,
+        response_id: str | None = None,
+        finish_reasons: list[str] | None = None,
+    ) -> None:
+        """Record token usage (``prompt_``/``completion_tokens`` are OpenAI's names for the same).
+
+        Invalid counts (negative, non-integer) are ignored, never recorded.
+        """
+        with internal_errors("record_usage"):
+            usage = Usage(
+                input_tokens=token_count(input_tokens if input_tokens is not None else prompt_tokens),
+                output_tokens=token_count(output_tokens if output_tokens is not None else completion_tokens),
+                cache_read_tokens=token_count(cache_read_tokens),
+                cache_write_tokens=token_count(cache_write_tokens),
+                reasoning_tokens=token_count(reasoning_tokens),
+                response_model=model if isinstance(model, str) and model else None,
+                response_id=response_id if isinstance(response_id, str) and response_id else None,
+                finish_reasons=[r for r in finish_reasons or [] if isinstance(r, str)],
+            )
+            self._usage.merge(usage)
+            self._usage_recorded = True
+
+    def record_response(self, response: Any) -> None:
+        """Read model, usage, id and finish reasons from an OpenAI- or Anthropic-shaped response."""
+        with internal_errors("record_response"):
+            usage = usage_from_response(response)
+            if usage is not None:
+                self._usage.merge(usage)
+            if self._runtime.settings.capture_content:
+                output = _output_messages(response)
+                if output:
+                    self._content[attrs.GEN_AI_OUTPUT_MESSAGES] = output
+
+    def record_content(self, *, input_messages: Any = None, output_messages: Any = None) -> None:
+        """Record message content: only when content capture is on (it is off by default)."""
+        if not self._runtime.settings.capture_content:
+            return
+        with internal_errors("record_content"):
+            if input_messages is not None:
+                self._content[attrs.GEN_AI_INPUT_MESSAGES] = json.dumps(input_messages, default=str)
+            if output_messages is not None:
+                self._content[attrs.GEN_AI_OUTPUT_MESSAGES] = json.dumps(output_messages, default=str)
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        self.span.set_attribute(key, value)
+
+    @property
+    def usage_recorded(self) -> bool:
+        return self._usage_recorded
+
+    def observe(self, item: Any) -> None:
+        """Look at a value the work produced (a response or a stream chunk) for usage."""
+        if not self._usage_recorded and not isinstance(item, str | bytes):
+            self.record_response(item)
+
+    # --- ending --------------------------------------------------------------------------------
+    @contextmanager
+    def activated(self) -> Iterator[None]:
+        """Make this interaction's span (and session) current, and restore both on exit.
+
+        Attach and detach happen in the same frame, so no context token ever crosses a ``yield``
+        into another request's context.
+        """
+        token = otel_context.attach(trace.set_span_in_context(self.span))
+        session_token = current_session.set(self._session) if self._session is not None else None
+        try:
+            yield
+        finally:
+            if session_token is not None:
+                current_session.reset(session_token)
+            otel_context.detach(token)
+
+    def finish(self, exc: BaseException | None = None, *, outcome: str | None = None,
+               end_time: int | None = None) -> None:
+        """End the span once, with usage, cost and how the work ended."""
+        if self._ended:
+            return
+        self._ended = True
+        with internal_errors("finish"):
+            span = self.span
+            if outcome is None:
+                outcome = _outcome_of(exc)
+            span.set_attribute(attrs.OUTCOME, outcome)
+            if exc is not None and outcome == "failed":
+                span.set_attribute(attrs.ERROR_TYPE, type(exc).__qualname__)
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"[:256]))
+            elif outcome == "cancelled":
+                span.set_attribute(attrs.ERROR_TYPE, "cancelled")
+                span.set_status(Status(StatusCode.ERROR, "cancelled"))
+            if self._type == "chat":
+                self._set_usage_attributes()
+            for key, value in self._content.items():
+                span.set_attribute(key, value)
+        self.span.end(end_time=end_time)
+
+    def _set_usage_attributes(self) -> None:
+        usage, span = self._usage, self.span
+        if usage.response_model:
+            span.set_attribute(attrs.GEN_AI_RESPONSE_MODEL, usage.response_model)
+        if usage.response_id:
+            span.set_attribute(attrs.GEN_AI_RESPONSE_ID, usage.response_id)
+        if usage.finish_reasons:
+            span.set_attribute(attrs.GEN_AI_RESPONSE_FINISH_REASONS, usage.finish_reasons)
+        for key, value in (
+            (attrs.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
+            (attrs.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
+            (attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_tokens),
+            (attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, usage.cache_write_tokens),
+            (attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens),
+        ):
+            if value is not None:
+                span.set_attribute(key, value)
+        span.set_attribute(attrs.USAGE_STATUS, "reported" if usage.reported else "missing")
+        if not usage.reported:
+            span.set_attribute(attrs.PRICING_STATUS, "no_usage")
+            return
+        model = usage.response_model or self._model
+        price = self._runtime.prices.price(model, self._provider) if model else None
+        if price is None and model != self._model and self._model:
+            price = self._runtime.prices.price(self._model, self._provider)
+        if price is None:
+            span.set_attribute(attrs.PRICING_STATUS, "unknown_model")
+            return
+        cost = cost_of(usage, price)
+        if cost is None:
+            return
+        span.set_attribute(attrs.PRICING_STATUS, "priced")
+        span.set_attribute(attrs.COST_USD, cost.usd)
+        span.set_attribute(attrs.COST_MICRO_CENTS, cost.micro_cents)
+        span.set_attribute(attrs.COST_SOURCE, cost.source)
+        span.set_attribute(attrs.PRICING_VERSION, cost.version)
+
+
+def _outcome_of(exc: BaseException | None) -> str:
+    if exc is None:
+        return "completed"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, GeneratorExit):
+        return "closed"
+    return "failed"
+
+
+def _output_messages(response: Any) -> str | None:
+    """The assistant messages of an OpenAI-shaped response, as the GenAI JSON string."""
+    choices = response.get("choices") if isinstance(response, Mapping) else getattr(response, "choices", None)
+    if not isinstance(choices, list | tuple):
+        return None
+    messages = []
+    for choice in choices:
+        message = choice.get("message") if isinstance(choice, Mapping) else getattr(choice, "message", None)
+        if message is None:
+            continue
+        content = message.get("content") if isinstance(message, Mapping) else getattr(message, "content", None)
+        messages.append({"role": "assistant", "parts": [{"type": "text", "content": content}]})
+    return json.dumps(messages, default=str) if messages else None
+
+
+def now_ns() -> int:
+    return time.time_ns()

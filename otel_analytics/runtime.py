@@ -1,0 +1,108 @@
+"""The live state the API reads: settings, tracer, price book; set by ``configure()``.
+
+Without ``configure()``, the API emits through the global tracer provider with settings read
+from the environment, as an OpenTelemetry instrumentation library would: whoever set up the SDK
+(the app, ``opentelemetry-instrument``) decides where spans go.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import IdGenerator, Tracer
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.sampling import Sampler
+
+from ._version import __version__
+from ._guard import warn_once
+from .config import Settings
+from .errors import ConfigurationError
+from .pricing import PriceBook
+
+INSTRUMENTATION_SCOPE = "otel_analytics"
+
+# Set while a session's root span is being created, so that span gets the derived ids.
+_pinned_ids: ContextVar[tuple[int, int] | None] = ContextVar("otel_analytics_pinned_ids", default=None)
+
+
+class PinnableIdGenerator(IdGenerator):
+    """The provider's id generator, except while :func:`pinned_ids` is active."""
+
+    def __init__(self, inner: IdGenerator) -> None:
+        self._inner = inner
+
+    def generate_span_id(self) -> int:
+        pinned = _pinned_ids.get()
+        return pinned[1] if pinned is not None else self._inner.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        pinned = _pinned_ids.get()
+        return pinned[0] if pinned is not None else self._inner.generate_trace_id()
+
+
+@contextmanager
+def pinned_ids(trace_id: int, span_id: int) -> Iterator[None]:
+    token = _pinned_ids.set((trace_id, span_id))
+    try:
+        yield
+    finally:
+        _pinned_ids.reset(token)
+
+
+@dataclass(eq=False)
+class Runtime:
+    settings: Settings
+    tracer: trace.Tracer
+    prices: PriceBook
+    sampler: Sampler | None
+    """The provider's sampler, asked once per session for the session's sampling decision."""
+    can_pin_ids: bool
+    """Whether session root spans get their derived span id (needs an SDK provider)."""
+
+    @classmethod
+    def build(cls, settings: Settings, provider: trace.TracerProvider) -> Runtime:
+        tracer = provider.get_tracer(INSTRUMENTATION_SCOPE, __version__)
+        can_pin = isinstance(provider, SdkTracerProvider) and isinstance(tracer, Tracer)
+        if can_pin:
+            assert isinstance(tracer, Tracer)
+            # The SDK caches one tracer per scope; this scope is ours alone.
+            if not isinstance(tracer.id_generator, PinnableIdGenerator):
+                tracer.id_generator = PinnableIdGenerator(tracer.id_generator)
+        sampler = provider.sampler if isinstance(provider, SdkTracerProvider) else None
+        return cls(settings, tracer, PriceBook(settings.pricing_file), sampler, can_pin)
+
+
+_lock = threading.Lock()
+_configured: Runtime | None = None
+_default: tuple[object, Runtime] | None = None
+
+
+def current() -> Runtime:
+    """The runtime of the active ``configure()`` call, else one over the global provider."""
+    runtime = _configured
+    if runtime is not None:
+        return runtime
+    global _default
+    provider = trace.get_tracer_provider()
+    default = _default
+    if default is not None and default[0] is provider:
+        return default[1]
+    with _lock:
+        try:
+            settings = Settings.load()
+        except ConfigurationError as exc:  # no configure() to raise from: never break the app
+            warn_once("settings", "otel-analytics is disabled: %s", exc)
+            settings = Settings(enabled=False)
+        default_runtime = Runtime.build(settings, provider)
+        _default = (provider, default_runtime)
+    return default_runtime
+
+
+def install(runtime: Runtime | None) -> None:
+    global _configured
+    _configured = runtime

@@ -1,0 +1,133 @@
+"""Token usage read from what LLM APIs return: OpenAI- and Anthropic-shaped, dicts or SDK objects.
+
+Only non-negative integers are ever taken as token counts (a string, a float, a bool or a
+negative number is ignored), so a malformed response can never produce a wrong count. A count
+that was not reported stays ``None``: unknown is never 0.
+
+Shapes understood:
+
+- OpenAI Chat Completions: ``usage.prompt_tokens`` (includes cached), ``completion_tokens``,
+  ``prompt_tokens_details.cached_tokens``, ``completion_tokens_details.reasoning_tokens``;
+  streaming chunks carry ``usage`` on the last chunk when ``stream_options.include_usage`` is set.
+- OpenAI Responses: ``usage.input_tokens`` (includes cached), ``output_tokens``,
+  ``input_tokens_details.cached_tokens``, ``output_tokens_details.reasoning_tokens``.
+- Anthropic Messages: ``usage.input_tokens`` (excludes cache), ``cache_read_input_tokens``,
+  ``cache_creation_input_tokens``, ``output_tokens``; streaming ``message_start`` (model, input
+  usage) and ``message_delta`` (output usage, stop reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Usage:
+    """What one interaction used and answered. ``None`` means "not reported"."""
+
+    input_tokens: int | None = None
+    """All input tokens, cached ones included (GenAI conventions)."""
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    response_model: str | None = None
+    response_id: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def reported(self) -> bool:
+        return self.input_tokens is not None or self.output_tokens is not None
+
+    def merge(self, other: Usage) -> None:
+        """Fold a later observation in: reported values win over unknown ones."""
+        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                     "reasoning_tokens", "response_model", "response_id"):
+            value = getattr(other, name)
+            if value is not None:
+                setattr(self, name, value)
+        for reason in other.finish_reasons:
+            if reason not in self.finish_reasons:
+                self.finish_reasons.append(reason)
+
+
+def token_count(value: Any) -> int | None:
+    """``value`` if it is a valid token count (a non-negative int, not a bool), else ``None``."""
+    if type(value) is int and value >= 0:
+        return value
+    return None
+
+
+def _get(obj: Any, key: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    if obj is None or isinstance(obj, str | bytes | int | float | list | tuple):
+        return None
+    try:
+        return getattr(obj, key, None)
+    except Exception:  # a hostile __getattr__ must not break the caller
+        return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def usage_from_response(response: Any) -> Usage | None:
+    """Usage from one response object or stream event; ``None`` when it carries nothing useful."""
+    if response is None:
+        return None
+    kind = _text(_get(response, "type"))
+    if kind == "message_start":  # Anthropic stream: the message, with input usage
+        return usage_from_response(_get(response, "message"))
+    usage = Usage()
+    raw = _get(response, "usage")
+    if raw is not None:
+        _read_usage(raw, usage, anthropic=kind in ("message", "message_delta"))
+    usage.response_model = _text(_get(response, "model"))
+    if kind != "message_delta":
+        usage.response_id = _text(_get(response, "id"))
+    _read_finish_reasons(response, usage)
+    if not usage.reported and usage.response_model is None and not usage.finish_reasons:
+        return None
+    return usage
+
+
+def _read_usage(raw: Any, usage: Usage, *, anthropic: bool) -> None:
+    prompt = token_count(_get(raw, "prompt_tokens"))
+    if prompt is not None or token_count(_get(raw, "completion_tokens")) is not None:  # OpenAI chat
+        usage.input_tokens = prompt
+        usage.output_tokens = token_count(_get(raw, "completion_tokens"))
+        usage.cache_read_tokens = token_count(_get(_get(raw, "prompt_tokens_details"), "cached_tokens"))
+        usage.reasoning_tokens = token_count(_get(_get(raw, "completion_tokens_details"), "reasoning_tokens"))
+        return
+    input_tokens = token_count(_get(raw, "input_tokens"))
+    usage.output_tokens = token_count(_get(raw, "output_tokens"))
+    cache_read = token_count(_get(raw, "cache_read_input_tokens"))
+    cache_write = token_count(_get(raw, "cache_creation_input_tokens"))
+    if anthropic or cache_read is not None or cache_write is not None:
+        # Anthropic reports input without the cached part; the conventions want all of it.
+        if input_tokens is not None:
+            input_tokens += (cache_read or 0) + (cache_write or 0)
+        usage.input_tokens = input_tokens
+        usage.cache_read_tokens = cache_read
+        usage.cache_write_tokens = cache_write
+        return
+    usage.input_tokens = input_tokens  # OpenAI Responses API: already includes cached tokens
+    usage.cache_read_tokens = token_count(_get(_get(raw, "input_tokens_details"), "cached_tokens"))
+    usage.reasoning_tokens = token_count(_get(_get(raw, "output_tokens_details"), "reasoning_tokens"))
+
+
+def _read_finish_reasons(response: Any, usage: Usage) -> None:
+    choices = _get(response, "choices")
+    if isinstance(choices, list | tuple):
+        for choice in choices[:64]:
+            reason = _text(_get(choice, "finish_reason"))
+            if reason and reason not in usage.finish_reasons:
+                usage.finish_reasons.append(reason)
+    for source in (response, _get(response, "delta")):
+        reason = _text(_get(source, "stop_reason"))
+        if reason and reason not in usage.finish_reasons:
+            usage.finish_reasons.append(reason)
