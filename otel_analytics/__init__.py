@@ -41,7 +41,24 @@ _EXPORTS = {
     "track_interaction": "client",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "AnalyticsError",
+    "AnalyticsHandle",
+    "ConfigurationError",
+    "Recording",
+    "__version__",
+    "configure",
+    "end_session",
+    "health_check",
+    "interaction",
+    "session",
+    "session_root_span_id",
+    "session_trace_id",
+    "start_session",
+    "track_api_call",
+    "track_db_operation",
+    "track_interaction",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -44,5 +44,6 @@ def internal_errors(where: str) -> Iterator[None]:
             raise
         if _first_time("internal:" + where):
             logger.exception(
-                "otel-analytics internal error in %s; your code is still running fine, with less telemetry.", where
+                "otel-analytics internal error in %s; your code is still running fine, with less telemetry.",
+                where,
             )

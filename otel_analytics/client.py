@@ -30,7 +30,13 @@ def _count(field: str, value: Any, minimum: int = 0) -> int | None:
         return None
     if type(value) is int and value >= minimum:
         return value
-    warn_once(f"track:{field}", "otel-analytics: ignoring %s=%r (accepted: an integer >= %d).", field, value, minimum)
+    warn_once(
+        f"track:{field}",
+        "otel-analytics: ignoring %s=%r (accepted: an integer >= %d).",
+        field,
+        value,
+        minimum,
+    )
     return None
 
 
@@ -38,7 +44,7 @@ def track_interaction(
     *,
     session_id: str | None = None,
     user_id: str | None = None,
-    type: str = "chat",  # noqa: A002 - the contract's field name
+    type: str = "chat",
     model_name: str | None = None,
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
@@ -60,15 +66,24 @@ def track_interaction(
     if not runtime.settings.enabled:
         return None
     if type not in attrs.INTERACTION_TYPES:
-        warn_once(f"track:type:{type!r:.40}", "otel-analytics: dropping an interaction of invalid type %r "
-                  "(accepted: %s).", type, ", ".join(attrs.INTERACTION_TYPES))
+        warn_once(
+            f"track:type:{type!r:.40}",
+            "otel-analytics: dropping an interaction of invalid type %r (accepted: %s).",
+            type,
+            ", ".join(attrs.INTERACTION_TYPES),
+        )
         return None
     with internal_errors("track_interaction"):
-        session = resolve_session(session_id if isinstance(session_id, str) and session_id else None,
-                                  user_id if isinstance(user_id, str) and user_id else None)
+        session = resolve_session(
+            session_id if isinstance(session_id, str) and session_id else None,
+            user_id if isinstance(user_id, str) and user_id else None,
+        )
         if session is None:
-            warn_once("track:session", "otel-analytics: track_* called with no session_id and no session in "
-                      "context; the interaction is recorded without a session.")
+            warn_once(
+                "track:session",
+                "otel-analytics: track_* called with no session_id and no session in "
+                "context; the interaction is recorded without a session.",
+            )
         duration_ns = _duration_ns(compute_duration_ms)
         if timestamp is not None and timestamp.tzinfo is not None:
             start = int(timestamp.timestamp() * 1e9)
@@ -78,8 +93,10 @@ def track_interaction(
             start = now_ns() - duration_ns
         extra: dict[str, Any] = {}
         if type == "db":
-            for key, value in ((attrs.DB_READ_OPS, _count("db_read_ops", db_read_ops)),
-                               (attrs.DB_WRITE_OPS, _count("db_write_ops", db_write_ops))):
+            for key, value in (
+                (attrs.DB_READ_OPS, _count("db_read_ops", db_read_ops)),
+                (attrs.DB_WRITE_OPS, _count("db_write_ops", db_write_ops)),
+            ):
                 extra[key] = value if value is not None else 0
         if type == "api":
             calls = _count("api_call_count", api_call_count, minimum=1)
@@ -88,21 +105,31 @@ def track_interaction(
             if status in _STATUSES:
                 extra[attrs.STATUS] = status
             else:
-                warn_once("track:status", "otel-analytics: ignoring status=%r (accepted: %s).", status,
-                          ", ".join(_STATUSES))
+                warn_once(
+                    "track:status",
+                    "otel-analytics: ignoring status=%r (accepted: %s).",
+                    status,
+                    ", ".join(_STATUSES),
+                )
         extra.update(_cost_parts(costs))
         model = model_name if isinstance(model_name, str) and model_name else None
         if type == "chat" and model is None:
-            warn_once("track:model", "otel-analytics: a chat interaction without model_name is recorded as "
-                      "model 'unknown'.")
+            warn_once(
+                "track:model",
+                "otel-analytics: a chat interaction without model_name is recorded as model 'unknown'.",
+            )
             model = "unknown"
-        recording = Recording(runtime, type, session=session, model=model, metadata=metadata,
-                              attributes=extra, start_time=start)
+        recording = Recording(
+            runtime, type, session=session, model=model, metadata=metadata, attributes=extra, start_time=start
+        )
         if type == "chat":
-            recording.record_usage(prompt_tokens=_count("prompt_tokens", prompt_tokens),
-                                   completion_tokens=_count("completion_tokens", completion_tokens))
-        recording.finish(outcome="failed" if status in ("failed", "timeout") else "completed",
-                         end_time=start + duration_ns)
+            recording.record_usage(
+                prompt_tokens=_count("prompt_tokens", prompt_tokens),
+                completion_tokens=_count("completion_tokens", completion_tokens),
+            )
+        recording.finish(
+            outcome="failed" if status in ("failed", "timeout") else "completed", end_time=start + duration_ns
+        )
         return format(recording.span.get_span_context().span_id, "016x")
     return None
 
@@ -110,11 +137,18 @@ def track_interaction(
 def _duration_ns(compute_duration_ms: Any) -> int:
     if compute_duration_ms is None:
         return 0
-    if (isinstance(compute_duration_ms, int | float) and not isinstance(compute_duration_ms, bool)
-            and math.isfinite(compute_duration_ms) and compute_duration_ms >= 0):
+    if (
+        isinstance(compute_duration_ms, int | float)
+        and not isinstance(compute_duration_ms, bool)
+        and math.isfinite(compute_duration_ms)
+        and compute_duration_ms >= 0
+    ):
         return int(compute_duration_ms * 1e6)
-    warn_once("track:duration", "otel-analytics: ignoring compute_duration_ms=%r (accepted: a non-negative "
-              "number).", compute_duration_ms)
+    warn_once(
+        "track:duration",
+        "otel-analytics: ignoring compute_duration_ms=%r (accepted: a non-negative number).",
+        compute_duration_ms,
+    )
     return 0
 
 
@@ -122,8 +156,12 @@ def _cost_parts(costs: Mapping[str, int] | None) -> dict[str, int]:
     if costs is None:
         return {}
     if not isinstance(costs, Mapping):
-        warn_once("track:costs", "otel-analytics: ignoring costs=%r (accepted: a mapping of %s).", costs,
-                  ", ".join(COST_PART_KEYS))
+        warn_once(
+            "track:costs",
+            "otel-analytics: ignoring costs=%r (accepted: a mapping of %s).",
+            costs,
+            ", ".join(COST_PART_KEYS),
+        )
         return {}
     parts: dict[str, int] = {}
     for key, value in costs.items():
@@ -149,8 +187,15 @@ def track_db_operation(
     metadata: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Record database reads and writes of a conversation (a ``db`` interaction)."""
-    return track_interaction(session_id=session_id, user_id=user_id, type="db", db_read_ops=read_ops,
-                             db_write_ops=write_ops, compute_duration_ms=compute_duration_ms, metadata=metadata)
+    return track_interaction(
+        session_id=session_id,
+        user_id=user_id,
+        type="db",
+        db_read_ops=read_ops,
+        db_write_ops=write_ops,
+        compute_duration_ms=compute_duration_ms,
+        metadata=metadata,
+    )
 
 
 def track_api_call(
@@ -162,8 +207,14 @@ def track_api_call(
     metadata: Mapping[str, Any] | None = None,
 ) -> str | None:
     """Record external API calls of a conversation (an ``api`` interaction)."""
-    return track_interaction(session_id=session_id, user_id=user_id, type="api", api_call_count=call_count,
-                             compute_duration_ms=compute_duration_ms, metadata=metadata)
+    return track_interaction(
+        session_id=session_id,
+        user_id=user_id,
+        type="api",
+        api_call_count=call_count,
+        compute_duration_ms=compute_duration_ms,
+        metadata=metadata,
+    )
 
 
 def health_check(url: str | None = None, *, timeout_s: float | None = None) -> bool:

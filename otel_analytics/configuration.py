@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
@@ -85,8 +86,13 @@ def _bounded(work: Callable[[], Any], timeout_s: float, name: str) -> bool:
 class AnalyticsHandle:
     """What ``configure()`` returns: flush and shut down what it added, within a timeout."""
 
-    def __init__(self, settings: Settings, provider: trace.TracerProvider | None,
-                 processors: Sequence[SpanProcessor], owns_provider: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        provider: trace.TracerProvider | None,
+        processors: Sequence[SpanProcessor],
+        owns_provider: bool,
+    ) -> None:
         self.settings = settings
         self.tracer_provider = provider
         self._processors = tuple(processors)
@@ -105,8 +111,10 @@ class AnalyticsHandle:
         ok = True
         for processor in self._processors:
             remaining = max(deadline - time.monotonic(), 0.0)
-            millis = int(remaining * 1000)
-            ok = _bounded(lambda p=processor, m=millis: p.force_flush(m), remaining, "flush") and ok
+            ok = (
+                _bounded(functools.partial(processor.force_flush, int(remaining * 1000)), remaining, "flush")
+                and ok
+            )
         return ok
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -165,13 +173,17 @@ def _build(settings: Settings, explicit: trace.TracerProvider | None) -> Analyti
     owns = False
     if not isinstance(provider, SdkTracerProvider):
         if explicit is not None:
-            raise ConfigurationError("configure(tracer_provider=...) needs an OpenTelemetry SDK TracerProvider.")
+            raise ConfigurationError(
+                "configure(tracer_provider=...) needs an OpenTelemetry SDK TracerProvider."
+            )
         provider = SdkTracerProvider(resource=_resource(settings), shutdown_on_exit=False)
         owns = True
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
             trace.set_tracer_provider(provider)
         else:
-            _logger.warning("otel-analytics: the installed tracer provider is not the SDK's; using a private one.")
+            _logger.warning(
+                "otel-analytics: the installed tracer provider is not the SDK's; using a private one."
+            )
     names = settings.exporters
     if names is None:
         names = _default_exporters() if owns else ()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from . import attributes as attrs
@@ -32,8 +33,12 @@ class SessionRef:
 
     @classmethod
     def of(cls, session_id: str, user_id: str | None) -> SessionRef:
-        return cls(session_id, user_id or ANONYMOUS_USER, session_trace_id(session_id),
-                   session_root_span_id(session_id))
+        return cls(
+            session_id,
+            user_id or ANONYMOUS_USER,
+            session_trace_id(session_id),
+            session_root_span_id(session_id),
+        )
 
 
 current_session: ContextVar[SessionRef | None] = ContextVar("otel_analytics_session", default=None)
@@ -65,7 +70,7 @@ def session_parent(runtime: Runtime, session: SessionRef) -> otel_context.Contex
         decision = runtime.sampler.should_sample(
             None, session.trace_id, "session", SpanKind.INTERNAL, {attrs.SESSION_ID: session.session_id}
         )
-        sampled = decision.decision.is_sampled()
+        sampled = decision.decision is Decision.RECORD_AND_SAMPLE
     root = SpanContext(
         session.trace_id,
         session.root_span_id,

@@ -49,7 +49,7 @@ class NoopRecording:
         pass
 
 
-class interaction:  # noqa: N801 - used like a function: @oa.interaction("db")
+class interaction:
     """Record one interaction (``chat``, ``db``, ``api`` or ``cost-event``) as a span.
 
     Example::
@@ -75,7 +75,7 @@ class interaction:  # noqa: N801 - used like a function: @oa.interaction("db")
 
     def __init__(
         self,
-        type: str,  # noqa: A002 - the tracker's field name
+        type: str,
         *,
         model: str | None = None,
         provider: str | None = None,
@@ -89,7 +89,9 @@ class interaction:  # noqa: N801 - used like a function: @oa.interaction("db")
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         if type not in attrs.INTERACTION_TYPES:
-            raise ValueError(f"Invalid interaction type: {type!r}; accepted values: {', '.join(attrs.INTERACTION_TYPES)}.")
+            raise ValueError(
+                f"Invalid interaction type: {type!r}; accepted values: {', '.join(attrs.INTERACTION_TYPES)}."
+            )
         self._type = type
         self._model = model
         self._provider = provider
@@ -99,10 +101,13 @@ class interaction:  # noqa: N801 - used like a function: @oa.interaction("db")
         self._user_id = user_id
         self._metadata = metadata
         extra: dict[str, AttributeValue] = {}
-        for key, value, minimum in ((attrs.DB_READ_OPS, read_ops, 0), (attrs.DB_WRITE_OPS, write_ops, 0),
-                                    (attrs.API_CALL_COUNT, call_count, 1)):
+        for key, value, minimum in (
+            (attrs.DB_READ_OPS, read_ops, 0),
+            (attrs.DB_WRITE_OPS, write_ops, 0),
+            (attrs.API_CALL_COUNT, call_count, 1),
+        ):
             if value is not None:
-                if type(value) is not int or value < minimum:  # noqa: E721
+                if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                     raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}.")
                 extra[key] = value
         self._attributes = extra
@@ -136,8 +141,9 @@ class interaction:  # noqa: N801 - used like a function: @oa.interaction("db")
         self._active.set((*self._active.get(), (recording, activation)))
         return recording
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         assert self._active is not None, "__exit__ without __enter__"
         *rest, (recording, activation) = self._active.get()
         self._active.set(tuple(rest))
@@ -149,8 +155,9 @@ class interaction:  # noqa: N801 - used like a function: @oa.interaction("db")
     async def __aenter__(self) -> Recording | NoopRecording:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.__exit__(exc_type, exc, tb)
 
     # --- decorator ------------------------------------------------------------------------------
@@ -236,7 +243,9 @@ class interaction:  # noqa: N801 - used like a function: @oa.interaction("db")
                 while True:
                     try:
                         with recording.activated():
-                            item = await (agen.athrow(pending) if pending is not None else agen.asend(to_send))
+                            item = await (
+                                agen.athrow(pending) if pending is not None else agen.asend(to_send)
+                            )
                     except StopAsyncIteration:
                         break
                     pending = None

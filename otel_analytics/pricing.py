@@ -52,7 +52,10 @@ _SEMCONV_TO_PROVIDER = {v: k for k, v in _PROVIDER_TO_SEMCONV.items()}
 
 # Cheap prefix rules so the provider is known when a span starts, without a price lookup.
 _MODEL_PREFIXES = (
-    (("gpt-", "chatgpt", "o1", "o3", "o4", "text-embedding", "davinci", "babbage", "whisper", "dall-e"), "openai"),
+    (
+        ("gpt-", "chatgpt", "o1", "o3", "o4", "text-embedding", "davinci", "babbage", "whisper", "dall-e"),
+        "openai",
+    ),
     (("claude",), "anthropic"),
     (("gemini", "gemma"), "gcp.gemini"),
     (("mistral", "mixtral", "codestral", "ministral", "magistral", "pixtral"), "mistral_ai"),
@@ -168,7 +171,9 @@ class PriceBook:
             self._cache[key] = price
             if price is None and model not in self._warned and len(self._warned) < _MAX_WARNED:
                 self._warned.add(model)
-                _logger.warning("otel-analytics: no price known for model %r; its interactions get no cost.", model)
+                _logger.warning(
+                    "otel-analytics: no price known for model %r; its interactions get no cost.", model
+                )
         return price
 
     def provider(self, model: str | None) -> str | None:
@@ -202,14 +207,20 @@ def _snapshot_price(model: str, provider: str | None) -> Price | None:
         _logger.debug("genai-prices failed for %r", model, exc_info=True)
         return None
     model_price = calc.model_price
-    fields = {name: getattr(model_price, name, None) for name in
-              ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")}
+    fields = {
+        name: getattr(model_price, name, None)
+        for name in ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+    }
     linear = all(value is None or isinstance(value, Decimal) for value in fields.values())
     return Price(
         input=float(fields["input_mtok"] or 0),
         output=float(fields["output_mtok"] or 0),
-        cache_read=None if fields["cache_read_mtok"] is None or not linear else float(fields["cache_read_mtok"]),
-        cache_write=None if fields["cache_write_mtok"] is None or not linear else float(fields["cache_write_mtok"]),
+        cache_read=None
+        if fields["cache_read_mtok"] is None or not linear
+        else float(fields["cache_read_mtok"]),
+        cache_write=None
+        if fields["cache_write_mtok"] is None or not linear
+        else float(fields["cache_write_mtok"]),
         source="genai-prices",
         version=f"genai-prices {genai_prices.__version__}",
         provider=_PROVIDER_TO_SEMCONV.get(calc.provider.id, calc.provider.id),
@@ -226,7 +237,9 @@ def load_overrides(path: str) -> tuple[dict[str, Price], str]:
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"ANALYTICS_PRICING_FILE={path!r} cannot be read: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-        raise ConfigurationError(f"ANALYTICS_PRICING_FILE={path!r} needs a 'models' table of model name -> prices.")
+        raise ConfigurationError(
+            f"ANALYTICS_PRICING_FILE={path!r} needs a 'models' table of model name -> prices."
+        )
     version = str(data.get("version") or f"override {path}")
     prices: dict[str, Price] = {}
     for model, entry in data["models"].items():

@@ -28,8 +28,18 @@ from .runtime import Runtime
 from .usage import Usage, token_count, usage_from_response
 
 _SECRET_KEYS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "api_key",
-     "apikey", "x-auth-token", "password"}
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "api_key",
+        "apikey",
+        "x-auth-token",
+        "password",
+    }
 )
 COST_PART_KEYS = ("ai_tokens_cost_mc", "db_ops_cost_mc", "api_calls_cost_mc", "compute_time_cost_mc")
 
@@ -37,7 +47,8 @@ COST_PART_KEYS = ("ai_tokens_cost_mc", "db_ops_cost_mc", "api_calls_cost_mc", "c
 def metadata_json(metadata: Mapping[str, Any]) -> str:
     """Metadata as a JSON object string, with secret-bearing keys redacted."""
     clean = {
-        str(key): "[REDACTED]" if str(key).lower() in _SECRET_KEYS else value for key, value in metadata.items()
+        str(key): "[REDACTED]" if str(key).lower() in _SECRET_KEYS else value
+        for key, value in metadata.items()
     }
     return json.dumps(clean, default=str, separators=(",", ":"))
 
@@ -52,8 +63,19 @@ def span_name(interaction_type: str, operation: str | None, model: str | None, n
 class Recording:
     """The live handle of one interaction: ``with oa.interaction(...) as it`` gives one."""
 
-    __slots__ = ("_content", "_cost", "_ended", "_model", "_provider", "_runtime", "_session", "_type",
-                 "_usage", "_usage_recorded", "span")
+    __slots__ = (
+        "_content",
+        "_cost",
+        "_ended",
+        "_model",
+        "_provider",
+        "_runtime",
+        "_session",
+        "_type",
+        "_usage",
+        "_usage_recorded",
+        "span",
+    )
 
     def __init__(
         self,
@@ -201,8 +223,9 @@ class Recording:
                 current_session.reset(session_token)
             otel_context.detach(token)
 
-    def finish(self, exc: BaseException | None = None, *, outcome: str | None = None,
-               end_time: int | None = None) -> None:
+    def finish(
+        self, exc: BaseException | None = None, *, outcome: str | None = None, end_time: int | None = None
+    ) -> None:
         """End the span once, with usage, cost and how the work ended."""
         if self._ended:
             return
@@ -283,7 +306,9 @@ def _output_messages(response: Any) -> str | None:
         message = choice.get("message") if isinstance(choice, Mapping) else getattr(choice, "message", None)
         if message is None:
             continue
-        content = message.get("content") if isinstance(message, Mapping) else getattr(message, "content", None)
+        content = (
+            message.get("content") if isinstance(message, Mapping) else getattr(message, "content", None)
+        )
         messages.append({"role": "assistant", "parts": [{"type": "text", "content": content}]})
     return json.dumps(messages, default=str) if messages else None
 

@@ -14,12 +14,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import IdGenerator, Tracer
+from opentelemetry.sdk.trace import Tracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from ._version import __version__
 from ._guard import warn_once
+from ._version import __version__
 from .config import Settings
 from .errors import ConfigurationError
 from .pricing import PriceBook

@@ -43,8 +43,15 @@ class Usage:
 
     def merge(self, other: Usage) -> None:
         """Fold a later observation in: reported values win over unknown ones."""
-        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-                     "reasoning_tokens", "response_model", "response_id"):
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "response_model",
+            "response_id",
+        ):
             value = getattr(other, name)
             if value is not None:
                 setattr(self, name, value)

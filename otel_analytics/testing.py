@@ -1,0 +1,111 @@
+"""Test helpers, also a pytest plugin: the ``capture_analytics`` fixture.
+
+``capture_analytics`` configures otel-analytics on a fresh SDK provider whose spans go to an
+in-memory exporter through a synchronous processor (nothing to flush), and shuts it down after
+the test, checking that no interaction span was left open::
+
+    def test_chat_cost(capture_analytics):
+        with oa.session("conv-1", user_id="u1"):
+            with oa.interaction("chat", model="gpt-4o") as it:
+                it.record_usage(prompt_tokens=10, completion_tokens=5)
+        chat = capture_analytics.spans(type="chat")[0]
+        assert chat["attributes"]["gen_ai.usage.input_tokens"] == 10
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from . import attributes as attrs
+from .configuration import AnalyticsHandle, configure
+
+
+class CaptureAnalytics:
+    """Spans recorded by otel-analytics during one test."""
+
+    __test__ = False
+
+    def __init__(self, **settings: Any) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self._open = _OpenSpans()
+        self.provider.add_span_processor(self._open)
+        settings.setdefault("exporters", ())
+        self.handle: AnalyticsHandle = configure(tracer_provider=self.provider, **settings)
+
+    def finished(self) -> tuple[ReadableSpan, ...]:
+        return self.exporter.get_finished_spans()
+
+    def spans(self, *, type: str | None = None, event: str | None = None) -> list[dict[str, Any]]:
+        """Finished spans as plain dicts, optionally only one interaction type or session event."""
+        out = []
+        for span in self.finished():
+            span_attrs = dict(span.attributes or {})
+            if type is not None and span_attrs.get(attrs.INTERACTION_TYPE) != type:
+                continue
+            if event is not None and span_attrs.get(attrs.SESSION_EVENT) != event:
+                continue
+            out.append(span_as_dict(span))
+        return out
+
+    def clear(self) -> None:
+        self.exporter.clear()
+
+    def open_spans(self) -> list[str]:
+        """Names of otel-analytics spans started and not (yet) ended."""
+        return self._open.names()
+
+    def close(self) -> None:
+        left_open = self.open_spans()
+        self.handle.shutdown()
+        self.provider.shutdown()
+        assert not left_open, f"otel-analytics spans never ended: {left_open}"
+
+
+class _OpenSpans(SpanProcessor):
+    def __init__(self) -> None:
+        self._open: dict[int, str] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self._open[id(span)] = span.name
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._open.pop(id(span), None)
+
+    def names(self) -> list[str]:
+        return sorted(self._open.values())
+
+
+def span_as_dict(span: ReadableSpan) -> dict[str, Any]:
+    context = span.get_span_context()
+    assert context is not None
+    return {
+        "name": span.name,
+        "kind": span.kind.name,
+        "trace_id": format(context.trace_id, "032x"),
+        "span_id": format(context.span_id, "016x"),
+        "parent_span_id": format(span.parent.span_id, "016x") if span.parent else None,
+        "attributes": dict(span.attributes or {}),
+        "status": span.status.status_code.name,
+        "start_time": span.start_time,
+        "end_time": span.end_time,
+        "links": [format(link.context.span_id, "016x") for link in span.links],
+        "events": [event.name for event in span.events],
+    }
+
+
+@pytest.fixture
+def capture_analytics() -> Iterator[CaptureAnalytics]:
+    capture = CaptureAnalytics()
+    try:
+        yield capture
+    finally:
+        capture.close()
