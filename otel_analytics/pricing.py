@@ -207,20 +207,20 @@ def _snapshot_price(model: str, provider: str | None) -> Price | None:
         _logger.debug("genai-prices failed for %r", model, exc_info=True)
         return None
     model_price = calc.model_price
-    fields = {
+    raw = {
         name: getattr(model_price, name, None)
         for name in ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
     }
-    linear = all(value is None or isinstance(value, Decimal) for value in fields.values())
+    linear = all(value is None or isinstance(value, Decimal) for value in raw.values())
+    flat = {
+        name: None if value is None else float(getattr(value, "base", value)) for name, value in raw.items()
+    }
     return Price(
-        input=float(fields["input_mtok"] or 0),
-        output=float(fields["output_mtok"] or 0),
-        cache_read=None
-        if fields["cache_read_mtok"] is None or not linear
-        else float(fields["cache_read_mtok"]),
-        cache_write=None
-        if fields["cache_write_mtok"] is None or not linear
-        else float(fields["cache_write_mtok"]),
+        # For tiered prices these are the base tier's, for display: genai-prices does the sums.
+        input=flat["input_mtok"] or 0.0,
+        output=flat["output_mtok"] or 0.0,
+        cache_read=flat["cache_read_mtok"],
+        cache_write=flat["cache_write_mtok"],
         source="genai-prices",
         version=f"genai-prices {genai_prices.__version__}",
         provider=_PROVIDER_TO_SEMCONV.get(calc.provider.id, calc.provider.id),

@@ -118,14 +118,13 @@ class Recording:
         if attributes:
             span_attrs.update(attributes)
         links: list[Link] = []
+        parent = None  # the current context: nesting inside another span of the same trace
         if session is not None:
-            parent = session_parent(runtime, session)
-            # The request's own span (another trace) and the interaction point at each other.
             outer = trace.get_current_span().get_span_context()
-            if outer.is_valid and outer.trace_id != session.trace_id:
-                links.append(Link(outer))
-        else:
-            parent = None
+            if not outer.is_valid or outer.trace_id != session.trace_id:
+                parent = session_parent(runtime, session)
+                if outer.is_valid:  # the request's own span (another trace): link both ways
+                    links.append(Link(outer))
         self.span = runtime.tracer.start_span(
             span_name(interaction_type, operation, model, name),
             context=parent,

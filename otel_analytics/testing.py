@@ -32,9 +32,9 @@ class CaptureAnalytics:
 
     __test__ = False
 
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, provider: TracerProvider | None = None, **settings: Any) -> None:
         self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
+        self.provider = provider or TracerProvider()
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self._open = _OpenSpans()
         self.provider.add_span_processor(self._open)
@@ -75,10 +75,11 @@ class _OpenSpans(SpanProcessor):
         self._open: dict[int, str] = {}
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self._open[id(span)] = span.name
+        self._open[span.context.span_id] = span.name
 
     def on_end(self, span: ReadableSpan) -> None:
-        self._open.pop(id(span), None)
+        if span.context is not None:
+            self._open.pop(span.context.span_id, None)
 
     def names(self) -> list[str]:
         return sorted(self._open.values())

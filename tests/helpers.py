@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """The current environment without ANALYTICS_* / OTEL_* variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "OTEL_", "PYTEST_"))}
+    env.update(extra)
+    return env
+
+
+def run_python(script: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter (a fresh global tracer provider) and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        env=clean_environ(**env),
+        timeout=timeout,
+    )

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from otel_analytics.errors import ConfigurationError
+from otel_analytics.pricing import PriceBook, cost_of, format_usd, infer_provider, micro_cents
+from otel_analytics.usage import Usage
+
+
+def test_contract_test_vectors() -> None:
+    assert micro_cents(1_000_000, 3.0) == 300_000
+    assert format_usd(300_000) == "$3.0000"
+    assert format_usd(4500 + 8400) == "$0.1290"
+    assert format_usd(5) == "$0.0000"  # half-even at 4 decimals: $0.00005 -> $0.0000
+    assert format_usd(15) == "$0.0002"  # $0.00015 -> $0.0002
+
+
+def test_known_model_cost_to_the_micro_cent() -> None:
+    book = PriceBook()
+    price = book.price("gpt-4o-mini", "openai")
+    assert price is not None
+    assert (price.input, price.output, price.cache_read) == (0.15, 0.6, 0.075)
+    cost = cost_of(Usage(input_tokens=12_345, output_tokens=678, cache_read_tokens=2_000), price)
+    assert cost is not None
+    # (12345 - 2000) * 0.15 * 0.1 + 2000 * 0.075 * 0.1 + 678 * 0.6 * 0.1 = 155.175 + 15 + 40.68
+    assert cost.micro_cents == 155 + 15 + 41
+    assert cost.version.startswith("genai-prices ")
+
+
+def test_tiered_prices_are_computed_by_genai_prices() -> None:
+    book = PriceBook()
+    price = book.price("claude-sonnet-4-5", "anthropic")
+    assert price is not None
+    assert price.model_price is not None  # tiered above 200k input tokens
+    small = cost_of(Usage(input_tokens=1000, output_tokens=0), price)
+    large = cost_of(Usage(input_tokens=300_000, output_tokens=0), price)
+    assert small is not None and large is not None
+    assert small.micro_cents == 300  # $3/M
+    assert large.micro_cents == 300 * 300 * 2  # $6/M past the tier
+
+
+def test_unknown_model_gets_no_price_and_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    book = PriceBook()
+    with caplog.at_level(logging.WARNING):
+        assert book.price("my-private-model") is None
+        assert book.price("my-private-model") is None
+    assert [r.getMessage() for r in caplog.records].count(
+        "otel-analytics: no price known for model 'my-private-model'; its interactions get no cost."
+    ) == 1
+
+
+def test_overrides_from_toml_win_and_add_models(tmp_path: Path) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text(
+        'version = "ours-1"\n[models."llama-internal"]\nprovider = "self-hosted"\ninput = 0.2\noutput = 0.6\n'
+        '[models."gpt-4o"]\ninput = 1\noutput = 2\n'
+    )
+    book = PriceBook(str(path))
+    llama = book.price("llama-internal")
+    assert llama is not None and llama.source == "override" and llama.version == "ours-1"
+    assert book.provider("llama-internal") == "self-hosted"
+    gpt = book.price("gpt-4o", "openai")
+    assert gpt is not None and (gpt.input, gpt.output) == (1.0, 2.0)
+    cost = cost_of(Usage(input_tokens=1_000_000, output_tokens=1_000_000), gpt)
+    assert cost is not None and cost.micro_cents == 300_000
+
+
+def test_overrides_from_json(tmp_path: Path) -> None:
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"models": {"m": {"input": 1.5, "output": 3, "cache_read": 0.5}}}))
+    price = PriceBook(str(path)).price("m")
+    assert price is not None and price.cache_read == 0.5
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not toml [", "cannot be read"),
+        ('[models."m"]\ninput = -1\noutput = 1\n', "models.m.input=-1"),
+        ('[models."m"]\ninput = "cheap"\noutput = 1\n', "models.m.input='cheap'"),
+        ('[models."m"]\ninput = 1\n', "models.m.output=None"),
+        ("version = 1\n", "needs a 'models' table"),
+    ],
+)
+def test_bad_override_files_are_clear_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigurationError, match="ANALYTICS_PRICING_FILE") as caught:
+        PriceBook(str(path))
+    assert message in str(caught.value)
+
+
+def test_provider_inference() -> None:
+    assert infer_provider("gpt-4o") == "openai"
+    assert infer_provider("o3-mini") == "openai"
+    assert infer_provider("claude-3-5-haiku-20241022") == "anthropic"
+    assert infer_provider("gemini-2.5-pro") == "gcp.gemini"
+    assert infer_provider("mistral-large-latest") == "mistral_ai"
+    assert infer_provider("my-model") is None
+    assert infer_provider(None) is None

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otel_analytics.usage import Usage, token_count, usage_from_response
+
+
+def test_openai_chat_completion() -> None:
+    usage = usage_from_response(
+        {
+            "id": "chatcmpl-1",
+            "model": "gpt-4o",
+            "choices": [{"finish_reason": "stop"}, {"finish_reason": "length"}],
+            "usage": {
+                "prompt_tokens": 100,
+                "completion_tokens": 50,
+                "prompt_tokens_details": {"cached_tokens": 80},
+                "completion_tokens_details": {"reasoning_tokens": 10},
+            },
+        }
+    )
+    assert usage == Usage(100, 50, 80, None, 10, "gpt-4o", "chatcmpl-1", ["stop", "length"])
+
+
+def test_openai_responses_api() -> None:
+    usage = usage_from_response(
+        {
+            "id": "resp_1",
+            "model": "o3",
+            "usage": {
+                "input_tokens": 300,
+                "output_tokens": 40,
+                "input_tokens_details": {"cached_tokens": 100},
+                "output_tokens_details": {"reasoning_tokens": 30},
+            },
+        }
+    )
+    assert usage is not None
+    assert (usage.input_tokens, usage.cache_read_tokens, usage.reasoning_tokens) == (300, 100, 30)
+
+
+def test_anthropic_message_counts_cached_tokens_as_input() -> None:
+    usage = usage_from_response(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "model": "claude-sonnet-4-5",
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 0},
+        }
+    )
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (10, 5, 0)
+    assert usage.finish_reasons == ["end_turn"]
+
+
+def test_anthropic_stream_events_merge() -> None:
+    total = Usage()
+    start = {
+        "type": "message_start",
+        "message": {"id": "msg_2", "model": "claude-3-5-haiku-20241022", "usage": {"input_tokens": 25}},
+    }
+    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 15}}
+    for event in (start, {"type": "content_block_delta", "delta": {"text": "hi"}}, delta):
+        observed = usage_from_response(event)
+        if observed is not None:
+            total.merge(observed)
+    assert (total.input_tokens, total.output_tokens) == (25, 15)
+    assert total.response_id == "msg_2"
+    assert total.response_model == "claude-3-5-haiku-20241022"
+    assert total.finish_reasons == ["end_turn"]
+
+
+def test_sdk_like_objects_with_hostile_attributes() -> None:
+    class Hostile:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError("no")
+
+    assert usage_from_response(Hostile()) is None
+    reply = SimpleNamespace(
+        model="gpt-4o", usage=SimpleNamespace(prompt_tokens=3, completion_tokens=4), choices=[]
+    )
+    usage = usage_from_response(reply)
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens) == (3, 4)
+
+
+def test_nothing_useful_gives_none() -> None:
+    for value in (None, "text", b"bytes", 42, [], {}, {"choices": "x"}, {"usage": "lots"}):
+        assert usage_from_response(value) is None
+
+
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "prompt_tokens",
+                "completion_tokens",
+                "input_tokens",
+                "output_tokens",
+                "cache_read_input_tokens",
+                "cache_creation_input_tokens",
+            ]
+        ),
+        junk,
+    )
+)
+def test_token_counts_only_ever_come_from_non_negative_ints(raw_usage: dict[str, Any]) -> None:
+    usage = usage_from_response({"usage": raw_usage, "model": "m"})
+    assert usage is not None
+    for value in (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens):
+        assert value is None or (type(value) is int and value >= 0)
+
+
+def test_token_count() -> None:
+    assert token_count(0) == 0
+    assert token_count(7) == 7
+    for bad in (-1, True, 1.0, math.nan, "3", None):
+        assert token_count(bad) is None
