@@ -36,9 +36,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No ANALYTICS_* or OTEL_* variable from the outer environment leaks into a test."""
     import os
 
+    from otel_analytics import runtime
+
     for name in list(os.environ):
         if name.startswith(("ANALYTICS_", "OTEL_")):
             monkeypatch.delenv(name)
+    # Without configure(), settings are read from the environment once: read them again.
+    monkeypatch.setattr(runtime, "_default", None)
     return monkeypatch
 
 

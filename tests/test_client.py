@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+import otel_analytics as oa
+from otel_analytics.testing import CaptureAnalytics
+
+
+def test_track_interaction_records_the_contract_fields(capture_analytics: CaptureAnalytics) -> None:
+    when = datetime(2026, 11, 29, 10, 15, tzinfo=UTC)
+    interaction_id = oa.track_interaction(
+        session_id="conv-1",
+        user_id="u1",
+        type="chat",
+        model_name="gpt-4o",
+        prompt_tokens=450,
+        completion_tokens=320,
+        compute_duration_ms=1250,
+        timestamp=when,
+        metadata={"endpoint": "/api/messages", "api_key": "sk-canary"},
+    )
+    span = capture_analytics.spans(type="chat")[0]
+    assert interaction_id == span["span_id"]
+    assert span["start_time"] == int(when.timestamp() * 1e9)
+    assert span["end_time"] - span["start_time"] == 1_250_000_000
+    a = span["attributes"]
+    assert a["session.id"] == "conv-1"
+    assert a["user.id"] == "u1"
+    assert a["gen_ai.request.model"] == "gpt-4o"
+    assert a["gen_ai.usage.input_tokens"] == 450
+    assert a["gen_ai.usage.output_tokens"] == 320
+    assert json.loads(a["analytics.metadata"]) == {"endpoint": "/api/messages", "api_key": "[REDACTED]"}
+    assert a["analytics.cost.micro_cents"] == round(450 * 0.25) + round(320 * 1.0)
+
+
+def test_db_and_api_helpers(capture_analytics: CaptureAnalytics) -> None:
+    oa.track_db_operation(session_id="conv-1", user_id="u1", read_ops=5, write_ops=2)
+    oa.track_api_call(session_id="conv-1", user_id="u1", call_count=3, metadata={"tool_name": "weather"})
+    db = capture_analytics.spans(type="db")[0]["attributes"]
+    api = capture_analytics.spans(type="api")[0]["attributes"]
+    assert (db["analytics.db.read_ops"], db["analytics.db.write_ops"]) == (5, 2)
+    assert api["analytics.api.call_count"] == 3
+    assert "gen_ai.operation.name" not in db
+
+
+def test_explicit_costs_and_status(capture_analytics: CaptureAnalytics) -> None:
+    oa.track_interaction(
+        session_id="s",
+        user_id="u",
+        type="cost-event",
+        status="failed",
+        costs={"ai_tokens_cost_mc": 4500, "compute_time_cost_mc": 8400},
+    )
+    span = capture_analytics.spans(type="cost-event")[0]
+    a = span["attributes"]
+    assert a["analytics.cost.ai_tokens_cost_mc"] == 4500
+    assert a["analytics.cost.micro_cents"] == 12900
+    assert a["analytics.status"] == "failed"
+    assert span["kind"] == "INTERNAL"
+
+
+def test_bad_fields_are_dropped_with_one_warning_and_the_rest_kept(
+    capture_analytics: CaptureAnalytics, caplog: pytest.LogCaptureFixture
+) -> None:
+    from otel_analytics import _guard
+
+    _guard._seen.clear()
+    with caplog.at_level(logging.WARNING, logger="otel_analytics"):
+        for _ in range(3):
+            oa.track_interaction(
+                session_id="s",
+                user_id="u",
+                model_name="gpt-4o",
+                prompt_tokens=-1,
+                completion_tokens=5,
+                compute_duration_ms="slow",
+                status="weird",
+            )  # type: ignore[arg-type]
+        assert oa.track_interaction(session_id="s", user_id="u", type="bogus") is None
+        oa.track_interaction(session_id="s", user_id="u")  # chat without a model
+        oa.track_db_operation(session_id="s", read_ops=-3, write_ops=1)
+    chats = capture_analytics.spans(type="chat")
+    assert len(chats) == 4
+    first = chats[0]["attributes"]
+    assert "gen_ai.usage.input_tokens" not in first
+    assert first["gen_ai.usage.output_tokens"] == 5
+    assert "analytics.status" not in first
+    assert chats[-1]["attributes"]["gen_ai.request.model"] == "unknown"
+    db = capture_analytics.spans(type="db")[0]["attributes"]
+    assert (db["analytics.db.read_ops"], db["analytics.db.write_ops"]) == (0, 1)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("prompt_tokens=-1" in m for m in messages) == 1
+    assert sum("invalid type 'bogus'" in m for m in messages) == 1
+    assert sum("status='weird'" in m for m in messages) == 1
+
+
+def test_session_and_user_come_from_context(capture_analytics: CaptureAnalytics) -> None:
+    with oa.session("conv-ctx", user_id="u-ctx", start=False, end=False):
+        oa.track_api_call()
+    a = capture_analytics.spans(type="api")[0]["attributes"]
+    assert (a["session.id"], a["user.id"]) == ("conv-ctx", "u-ctx")
+
+
+class _Health:
+    def __init__(self, body: Any, status: int = 200, delay: float = 0.0) -> None:
+        self.body, self.status, self.delay = body, status, delay
+        self.requests: list[dict[str, str]] = []
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[str, _Health]]:
+    state = _Health({"status": "ok", "database": {"status": "connected", "latency_ms": 1}})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.requests.append({"path": self.path, **dict(self.headers.items())})
+            threading.Event().wait(state.delay)
+            payload = state.body if isinstance(state.body, bytes) else json.dumps(state.body).encode()
+            self.send_response(state.status)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_health_check(health_server: tuple[str, _Health], clean_env: pytest.MonkeyPatch) -> None:
+    url, state = health_server
+    clean_env.setenv("ANALYTICS_TRACKER_TOKEN", "canary-token")
+    clean_env.setenv("ANALYTICS_TRACKER_URL", url)
+    assert oa.health_check() is True
+    assert state.requests[-1]["path"] == "/health"
+    assert "Authorization" not in state.requests[-1]  # /health takes no token
+    state.body = {"status": "healthy"}
+    assert oa.health_check(url) is False
+    state.body = b"<html>not json</html>"
+    assert oa.health_check(url) is False
+    state.body, state.status = {"status": "ok"}, 500
+    assert oa.health_check(url) is False
+    state.status, state.delay = 200, 1.0
+    assert oa.health_check(url, timeout_s=0.2) is False
+
+
+def test_health_check_without_a_tracker(clean_env: pytest.MonkeyPatch) -> None:
+    assert oa.health_check() is False
+    assert oa.health_check("http://127.0.0.1:9") is False  # refused

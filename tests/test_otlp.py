@@ -1,0 +1,124 @@
+"""The otlp exporter, pointed at real OTLP receivers on 127.0.0.1 by environment variables only."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+import otel_analytics as oa
+from tests.receivers import OtlpGrpcReceiver, OtlpHttpReceiver
+
+CHAT_ATTRIBUTES = {
+    "analytics.interaction.type": "chat",
+    "gen_ai.operation.name": "chat",
+    "gen_ai.provider.name": "openai",
+    "gen_ai.request.model": "gpt-4o",
+    "gen_ai.response.model": "gpt-4o-2024-08-06",
+    "gen_ai.response.id": "chatcmpl-9",
+    "gen_ai.response.finish_reasons": ["stop"],
+    "gen_ai.usage.input_tokens": 1200,
+    "gen_ai.usage.output_tokens": 300,
+    "gen_ai.usage.cache_read.input_tokens": 200,
+    "gen_ai.conversation.id": "conv-otlp",
+    "session.id": "conv-otlp",
+    "user.id": "u-otlp",
+    "analytics.usage.status": "reported",
+    "analytics.pricing.status": "priced",
+    # (1000 * 2.5 + 200 * 1.25 + 300 * 10) * 0.1 mc
+    "analytics.cost.micro_cents": 250 + 25 + 300,
+    "analytics.cost.usd": 0.00575,
+    "analytics.cost.source": "genai-prices",
+    "analytics.outcome": "completed",
+}
+
+
+def _emit() -> None:
+    with oa.session("conv-otlp", user_id="u-otlp"), oa.interaction("chat", model="gpt-4o") as it:
+        it.record_response(
+            {
+                "id": "chatcmpl-9",
+                "model": "gpt-4o-2024-08-06",
+                "choices": [{"finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": 1200,
+                    "completion_tokens": 300,
+                    "prompt_tokens_details": {"cached_tokens": 200},
+                },
+            }
+        )
+    oa.track_db_operation(session_id="conv-otlp", user_id="u-otlp", read_ops=4, write_ops=1)
+
+
+def _check(spans: list[dict[str, object]]) -> None:
+    by_name = {span["name"]: span for span in spans}
+    assert set(by_name) == {"session start", "chat gpt-4o", "session end", "session", "db"}
+    chat = by_name["chat gpt-4o"]
+    attributes = chat["attributes"]
+    assert isinstance(attributes, dict)
+    for key, value in CHAT_ATTRIBUTES.items():
+        assert attributes.get(key) == value, key
+    assert str(attributes["analytics.pricing.version"]).startswith("genai-prices ")
+    assert chat["parent_span_id"] == by_name["session"]["span_id"]
+    assert {span["trace_id"] for span in spans} == {format(oa.session_trace_id("conv-otlp"), "032x")}
+    resource = chat["resource"]
+    assert isinstance(resource, dict)
+    assert resource["service.name"] == "otlp-test"
+    db = by_name["db"]["attributes"]
+    assert isinstance(db, dict)
+    assert (db["analytics.db.read_ops"], db["analytics.db.write_ops"]) == (4, 1)
+
+
+def test_otlp_http_by_environment(
+    clean_env: pytest.MonkeyPatch, otlp_http_receiver: OtlpHttpReceiver
+) -> None:
+    clean_env.setenv("ANALYTICS_EXPORTERS", "otlp")
+    clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http_receiver.endpoint)
+    clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=chat")
+    clean_env.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    from opentelemetry.sdk.resources import Resource
+
+    handle = oa.configure(
+        tracer_provider=TracerProvider(resource=Resource.create({"service.name": "otlp-test"}))
+    )
+    try:
+        _emit()
+        assert handle.force_flush(timeout=10)
+    finally:
+        handle.shutdown()
+    _check(otlp_http_receiver.wait_for(5))
+    assert otlp_http_receiver.headers[0]["x-team"] == "chat"
+
+
+def test_otlp_grpc_by_environment(
+    clean_env: pytest.MonkeyPatch, otlp_grpc_receiver: OtlpGrpcReceiver
+) -> None:
+    clean_env.setenv("ANALYTICS_EXPORTERS", "otlp")
+    clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_grpc_receiver.endpoint)
+    clean_env.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+    from opentelemetry.sdk.resources import Resource
+
+    handle = oa.configure(
+        tracer_provider=TracerProvider(resource=Resource.create({"service.name": "otlp-test"}))
+    )
+    try:
+        _emit()
+        assert handle.force_flush(timeout=10)
+    finally:
+        handle.shutdown()
+    _check(otlp_grpc_receiver.wait_for(5))
+
+
+def test_console_and_otlp_at_once(
+    clean_env: pytest.MonkeyPatch, otlp_http_receiver: OtlpHttpReceiver, capfd: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("ANALYTICS_EXPORTERS", "console,otlp")
+    clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_http_receiver.endpoint + "/v1/traces")
+    handle = oa.configure(tracer_provider=TracerProvider())
+    try:
+        oa.track_api_call(session_id="both", user_id="u")
+        assert handle.force_flush(timeout=10)
+    finally:
+        handle.shutdown()
+    assert [s["name"] for s in otlp_http_receiver.wait_for(1)] == ["api"]
+    assert '"name": "api"' in capfd.readouterr().out

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+
+import otel_analytics as oa
+from tests.helpers import run_python
+
+# The stable names of shared/design.md, plus the package's error types and id helpers.
+# AnalyticsMiddleware and instrument_app join with the ASGI middleware.
+DESIGN_NAMES = {
+    "configure",
+    "session",
+    "interaction",
+    "start_session",
+    "end_session",
+    "track_interaction",
+    "track_db_operation",
+    "track_api_call",
+    "health_check",
+}
+
+
+def test_all_is_the_documented_surface() -> None:
+    assert oa.__all__ == sorted(oa.__all__)
+    assert set(oa.__all__) >= DESIGN_NAMES
+    assert set(oa.__all__) == DESIGN_NAMES | {
+        "AnalyticsError",
+        "AnalyticsHandle",
+        "ConfigurationError",
+        "Recording",
+        "__version__",
+        "session_root_span_id",
+        "session_trace_id",
+    }
+    for name in oa.__all__:
+        assert getattr(oa, name) is not None
+    assert issubclass(oa.ConfigurationError, ValueError)
+
+
+def test_import_does_no_work() -> None:
+    result = run_python(
+        """
+        import json, sys
+        import otel_analytics
+        heavy = ["httpx", "genai_prices", "starlette", "sqlite3", "opentelemetry.exporter", "grpc",
+                 "opentelemetry.sdk"]
+        print(json.dumps([m for m in heavy if any(k == m or k.startswith(m + ".") for k in sys.modules)]))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_api_works_without_configure_through_the_global_provider() -> None:
+    result = run_python(
+        """
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        provider = TracerProvider()
+        exporter = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        import otel_analytics as oa
+        oa.track_api_call(session_id="s", user_id="u")
+        print([s.name for s in exporter.get_finished_spans()])
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['api']"
+
+
+def test_bad_environment_without_configure_disables_instead_of_crashing() -> None:
+    result = run_python(
+        """
+        import otel_analytics as oa
+        print(oa.track_api_call(session_id="s", user_id="u"))
+        """,
+        ANALYTICS_ENABLED="perhaps",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "None"
+    assert "ANALYTICS_ENABLED='perhaps'" in result.stderr
