@@ -3,7 +3,8 @@
 Run with ``make demo``. Exporters come from the environment (ANALYTICS_EXPORTERS, default
 ``console``), so the same program ships its spans to an OTLP backend with no code change::
 
-    ANALYTICS_EXPORTERS=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 python examples/manual_tracking.py
+    ANALYTICS_EXPORTERS=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 \
+        python examples/manual_tracking.py
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ def fake_completion(model: str, prompt: str) -> dict[str, Any]:
         "id": f"chatcmpl-{random.randrange(10**8)}",
         "object": "chat.completion",
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "..."}, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "..."}, "finish_reason": "stop"}
+        ],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -42,8 +45,10 @@ def answer(prompt: str) -> dict[str, Any]:
 @oa.interaction("chat", model="claude-3-5-haiku-20241022")
 async def stream_answer(prompt: str) -> AsyncIterator[dict[str, Any]]:
     # An Anthropic-shaped stream: the span ends when the stream does, with its usage.
-    yield {"type": "message_start", "message": {"id": "msg_1", "model": "claude-3-5-haiku-20241022",
-                                                "usage": {"input_tokens": 35}}}
+    yield {
+        "type": "message_start",
+        "message": {"id": "msg_1", "model": "claude-3-5-haiku-20241022", "usage": {"input_tokens": 35}},
+    }
     for word in ("Paris", "is", "lovely", "in", "spring."):
         await asyncio.sleep(0.01)
         yield {"type": "content_block_delta", "delta": {"type": "text_delta", "text": word}}
@@ -64,8 +69,13 @@ async def conversation(session_id: str, user_id: str, turns: int) -> None:
             await save_messages(session_id)
         oa.track_api_call(call_count=2, metadata={"tool_name": "weather"}, compute_duration_ms=180)
         # The client API of the existing LibreChat integration works too:
-        oa.track_interaction(type="chat", model_name="gpt-4o", prompt_tokens=1200, completion_tokens=300,
-                             compute_duration_ms=2400)
+        oa.track_interaction(
+            type="chat",
+            model_name="gpt-4o",
+            prompt_tokens=1200,
+            completion_tokens=300,
+            compute_duration_ms=2400,
+        )
 
 
 async def main() -> None:
