@@ -17,8 +17,10 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
-EXPORTER_NAMES = ("console", "otlp", "none")
-"""Exporters ``ANALYTICS_EXPORTERS`` may name (the tracker exporter joins in its own issue)."""
+EXPORTER_NAMES = ("tracker", "otlp", "console", "none")
+"""Exporters ``ANALYTICS_EXPORTERS`` may name."""
+DEFAULT_TRACKER_URL = "http://127.0.0.1:8787"
+"""Where ``otel-analytics tracker serve`` listens by default."""
 
 OTLP_PROTOCOLS = ("http/protobuf", "grpc")
 SAMPLERS = (
@@ -134,9 +136,23 @@ _PARAMS: dict[str, _Param] = {
         ("ANALYTICS_EXPORTERS",),
         _parse_exporters,
         None,
-        "Exporters to add, comma-separated. Unset: console when this package builds the provider.",
+        "Exporters to add, comma-separated. Unset: the tracker when this package builds the provider.",
     ),
-    "tracker_url": _Param(("ANALYTICS_TRACKER_URL",), _parse_url, None, "Base URL of the analytics tracker."),
+    "tracker_url": _Param(
+        ("ANALYTICS_TRACKER_URL",), _parse_url, DEFAULT_TRACKER_URL, "Base URL of the analytics tracker."
+    ),
+    "tracker_allow_insecure": _Param(
+        ("ANALYTICS_TRACKER_ALLOW_INSECURE",),
+        parse_bool,
+        False,
+        "Allow plain http:// to a non-loopback tracker.",
+    ),
+    "retry_budget_s": _Param(
+        ("ANALYTICS_RETRY_BUDGET_S",), _parse_positive_float, 30.0, "How long one export may keep retrying."
+    ),
+    "send_costs": _Param(
+        ("ANALYTICS_SEND_COSTS",), parse_bool, False, "Send our cost estimates; else the tracker prices."
+    ),
     "tracker_token": _Param(("ANALYTICS_TRACKER_TOKEN",), _parse_text, None, "Bearer token for the tracker."),
     "capture_content": _Param(
         ("ANALYTICS_CAPTURE_CONTENT",), parse_bool, False, "Record message content on chat spans."
@@ -164,8 +180,11 @@ class Settings:
 
     enabled: bool = True
     exporters: tuple[str, ...] | None = None
-    tracker_url: str | None = None
+    tracker_url: str = DEFAULT_TRACKER_URL
     tracker_token: str | None = field(default=None, repr=False)
+    tracker_allow_insecure: bool = False
+    retry_budget_s: float = 30.0
+    send_costs: bool = False
     capture_content: bool = False
     timeout_s: float = 5.0
     flush_timeout_s: float = 5.0

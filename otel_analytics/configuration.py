@@ -6,7 +6,7 @@
   everything else, and ``OTEL_TRACES_EXPORTER`` belongs to the owner.
 - With no SDK provider installed, one is built from the standard variables (resource, sampler),
   installed globally, and given ``ANALYTICS_EXPORTERS``, else ``OTEL_TRACES_EXPORTER``, else
-  ``console``.
+  ``tracker`` (the local tracker by default).
 - Each exporter gets its own ``BatchSpanProcessor``, so a slow one cannot stall another.
 - A second call returns the first call's handle and changes nothing.
 """
@@ -28,7 +28,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from . import runtime as _runtime
 from .config import EXPORTER_NAMES, Settings
@@ -41,7 +41,13 @@ _lock = threading.Lock()
 _active: AnalyticsHandle | None = None
 
 # OTEL_TRACES_EXPORTER names this package understands, mapped to ours.
-_OTEL_EXPORTER_NAMES = {"console": "console", "otlp": "otlp", "otlp_proto_http": "otlp", "none": "none"}
+_OTEL_EXPORTER_NAMES = {
+    "analytics_tracker": "tracker",
+    "console": "console",
+    "otlp": "otlp",
+    "otlp_proto_http": "otlp",
+    "none": "none",
+}
 
 
 class OwnSpansOnly(SpanProcessor):
@@ -92,10 +98,12 @@ class AnalyticsHandle:
         provider: trace.TracerProvider | None,
         processors: Sequence[SpanProcessor],
         owns_provider: bool,
+        exporters: dict[str, SpanExporter] | None = None,
     ) -> None:
         self.settings = settings
         self.tracer_provider = provider
         self._processors = tuple(processors)
+        self._exporters = dict(exporters or {})
         self._owns_provider = owns_provider
         self._shut_down = False
 
@@ -103,6 +111,15 @@ class AnalyticsHandle:
     def exporters(self) -> tuple[str, ...]:
         """Names of the exporters this handle added (empty when disabled or joining with none)."""
         return self.settings.exporters or ()
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Counters of the exporters that keep them: ``{"tracker": {"sent": .., "dropped": ..}}``."""
+        out = {}
+        for name, exporter in self._exporters.items():
+            stats = getattr(exporter, "stats", None)
+            if stats is not None and hasattr(stats, "as_dict"):
+                out[name] = stats.as_dict()
+        return out
 
     def force_flush(self, timeout: float | None = None) -> bool:
         """Export what is queued; ``False`` if that did not finish within ``timeout`` seconds."""
@@ -189,14 +206,17 @@ def _build(settings: Settings, explicit: trace.TracerProvider | None) -> Analyti
         names = _default_exporters() if owns else ()
         settings = replace(settings, exporters=names)
     processors: list[SpanProcessor] = []
+    exporters: dict[str, SpanExporter] = {}
     for name in names:
-        processor: SpanProcessor = BatchSpanProcessor(build_exporter(name, settings))
+        exporters[name] = build_exporter(name, settings)
+    for exporter in exporters.values():
+        processor: SpanProcessor = BatchSpanProcessor(exporter)
         if not owns:
             processor = OwnSpansOnly(processor)
         provider.add_span_processor(processor)
         processors.append(processor)
     _runtime.install(Runtime.build(settings, provider))
-    return AnalyticsHandle(settings, provider, processors, owns_provider=owns)
+    return AnalyticsHandle(settings, provider, processors, owns_provider=owns, exporters=exporters)
 
 
 def _resource(settings: Settings) -> Resource:
@@ -207,7 +227,7 @@ def _resource(settings: Settings) -> Resource:
 def _default_exporters() -> tuple[str, ...]:
     raw = os.environ.get("OTEL_TRACES_EXPORTER", "").strip()
     if not raw:
-        return ("console",)
+        return ("tracker",)
     names: list[str] = []
     for item in filter(None, (part.strip().lower() for part in raw.split(","))):
         if item not in _OTEL_EXPORTER_NAMES:

@@ -21,7 +21,7 @@ from tests.helpers import run_python
     ("variable", "value", "accepted"),
     [
         ("ANALYTICS_ENABLED", "maybe", "true, false"),
-        ("ANALYTICS_EXPORTERS", "console,kafka", "console, otlp, none"),
+        ("ANALYTICS_EXPORTERS", "console,kafka", "tracker, otlp, console, none"),
         ("ANALYTICS_EXPORTERS", "none,console", "one or the other"),
         ("ANALYTICS_TRACKER_URL", "ftp://tracker", "http:// or https://"),
         ("ANALYTICS_CAPTURE_CONTENT", "sometimes", "true, false"),

@@ -45,7 +45,14 @@ def _otlp(settings: Settings) -> SpanExporter:
     return HttpExporter()
 
 
+def _tracker(settings: Settings) -> SpanExporter:
+    from .tracker import TrackerSpanExporter
+
+    return TrackerSpanExporter(settings=settings)
+
+
 FACTORIES: dict[str, Callable[[Settings], SpanExporter]] = {
+    "tracker": _tracker,
     "console": _console,
     "otlp": _otlp,
 }

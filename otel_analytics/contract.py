@@ -1,0 +1,196 @@
+"""Spans to tracker calls: the one mapping used by the tracker exporter and by OTLP ingest.
+
+The wire contract is ``shared/tracker-api.md``, fixed by the deployed worker: the bodies built
+here carry only fields it defines. A span is first reduced to a :class:`SpanRecord` (from an SDK
+``ReadableSpan`` or an OTLP protobuf span), then :func:`to_call` says which route it becomes:
+
+- ``analytics.session.event = start`` → ``POST /v1/track/session/start``
+- ``analytics.session.event = end``   → ``POST /v1/track/session/end``
+- ``analytics.interaction.type``      → ``POST /v1/track/interaction`` (or a batch of them)
+- anything else (the session root span, other libraries' spans) → nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import attributes as attrs
+from .context import ANONYMOUS_USER
+
+SESSION_START = "/v1/track/session/start"
+SESSION_END = "/v1/track/session/end"
+INTERACTION = "/v1/track/interaction"
+INTERACTION_BATCH = "/v1/track/interaction/batch"
+MAX_ID_LENGTH = 256
+MAX_BATCH = 100
+COST_PARTS = ("ai_tokens_cost_mc", "db_ops_cost_mc", "api_calls_cost_mc", "compute_time_cost_mc")
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRecord:
+    """What the mapping needs of a span, whatever it was decoded from."""
+
+    trace_id: int
+    span_id: int
+    start_ns: int
+    end_ns: int
+    attributes: Mapping[str, Any]
+    error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request to the tracker: a route, its JSON body and, for interactions, the key."""
+
+    route: str
+    body: dict[str, Any]
+    session_id: str
+    user_id: str
+    idempotency_key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Not sent: what a follow-up call may need (the session start time of an end)."""
+
+
+def iso(ns: int) -> str:
+    """``2026-11-29T10:15:00.123Z``: the contract's timestamp format."""
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record_from_readable(span: Any) -> SpanRecord:
+    """A ``SpanRecord`` from an SDK ``ReadableSpan``."""
+    context = span.get_span_context()
+    return SpanRecord(
+        trace_id=context.trace_id,
+        span_id=context.span_id,
+        start_ns=span.start_time or 0,
+        end_ns=span.end_time or span.start_time or 0,
+        attributes=span.attributes or {},
+        error=span.status.status_code.name == "ERROR",
+    )
+
+
+def _metadata(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+    return {}
+
+
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def session_of(record: SpanRecord) -> tuple[str, str]:
+    """Session and user of a span; a span with no session gets one named after its trace."""
+    session_id = _text(record.attributes.get(attrs.SESSION_ID)) or f"trace-{record.trace_id:032x}"
+    user_id = _text(record.attributes.get(attrs.USER_ID)) or ANONYMOUS_USER
+    return session_id[:MAX_ID_LENGTH], user_id[:MAX_ID_LENGTH]
+
+
+def to_call(record: SpanRecord, *, send_costs: bool = False) -> Call | None:
+    """The tracker call a span maps to, or ``None`` for spans the tracker has no route for.
+
+    ``send_costs``: include the span's own cost estimate (``costs``); explicit cost parts given
+    by the caller (``track_interaction(costs=...)``) are always sent.
+    """
+    a = record.attributes
+    event = a.get(attrs.SESSION_EVENT)
+    interaction_type = a.get(attrs.INTERACTION_TYPE)
+    if event is None and interaction_type is None:
+        return None
+    session_id, user_id = session_of(record)
+    if event == "start":
+        body = {
+            "session_id": session_id,
+            "user_id": user_id,
+            "start_time": iso(record.start_ns),
+            "metadata": _metadata(a.get(attrs.METADATA)),
+        }
+        return Call(SESSION_START, body, session_id, user_id)
+    if event == "end":
+        start = _text(a.get(attrs.SESSION_START_TIME))
+        return Call(
+            SESSION_END,
+            {"session_id": session_id, "end_time": iso(record.end_ns)},
+            session_id,
+            user_id,
+            extra={"start_time": start or iso(record.end_ns)},
+        )
+    if event is not None or interaction_type not in attrs.INTERACTION_TYPES:
+        return None  # the root span, or a type this contract does not know
+    return Call(
+        INTERACTION,
+        interaction_body(record, session_id, user_id, interaction_type, send_costs),
+        session_id,
+        user_id,
+        idempotency_key=f"{record.span_id:016x}",
+    )
+
+
+def interaction_body(
+    record: SpanRecord, session_id: str, user_id: str, interaction_type: str, send_costs: bool
+) -> dict[str, Any]:
+    a = record.attributes
+    metadata = _metadata(a.get(attrs.METADATA))
+    metadata["trace_id"] = f"{record.trace_id:032x}"
+    metadata["span_id"] = f"{record.span_id:016x}"
+    body: dict[str, Any] = {
+        "session_id": session_id,
+        "user_id": user_id,
+        "type": interaction_type,
+        "timestamp": iso(record.start_ns),
+        "compute_duration_ms": round(max(record.end_ns - record.start_ns, 0) / 1e6, 3),
+    }
+    status = a.get(attrs.STATUS)
+    if status in ("completed", "failed", "timeout"):
+        body["status"] = status
+    elif record.error or a.get(attrs.OUTCOME) in ("failed", "cancelled"):
+        body["status"] = "failed"
+    if interaction_type == "chat":
+        model = (
+            _text(a.get(attrs.GEN_AI_RESPONSE_MODEL)) or _text(a.get(attrs.GEN_AI_REQUEST_MODEL)) or "unknown"
+        )
+        body["model_name"] = model[:MAX_ID_LENGTH]
+        for key, attribute in (
+            ("prompt_tokens", attrs.GEN_AI_USAGE_INPUT_TOKENS),
+            ("completion_tokens", attrs.GEN_AI_USAGE_OUTPUT_TOKENS),
+        ):
+            count = _count(a.get(attribute))
+            if count is not None:
+                body[key] = count
+        for key, attribute in (
+            ("cache_read_tokens", attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+            ("cache_write_tokens", attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS),
+        ):
+            count = _count(a.get(attribute))
+            if count is not None:
+                metadata[key] = count
+        provider = _text(a.get(attrs.GEN_AI_PROVIDER_NAME))
+        if provider and provider != "unknown":
+            metadata["provider"] = provider
+        if a.get(attrs.USAGE_STATUS) == "missing":
+            metadata["usage"] = "missing"
+    elif interaction_type == "db":
+        body["db_read_ops"] = _count(a.get(attrs.DB_READ_OPS)) or 0
+        body["db_write_ops"] = _count(a.get(attrs.DB_WRITE_OPS)) or 0
+    elif interaction_type == "api":
+        calls = _count(a.get(attrs.API_CALL_COUNT))
+        body["api_call_count"] = calls if calls else 1
+    costs = {part: _count(a.get(attrs.COST_PART_PREFIX + part)) for part in COST_PARTS}
+    if any(value is not None for value in costs.values()):
+        body["costs"] = {part: value or 0 for part, value in costs.items()}
+    elif send_costs and _count(a.get(attrs.COST_MICRO_CENTS)) is not None:
+        body["costs"] = {part: 0 for part in COST_PARTS} | {"ai_tokens_cost_mc": a[attrs.COST_MICRO_CENTS]}
+    body["metadata"] = metadata
+    return body

@@ -1,0 +1,410 @@
+"""The tracker exporter: analytics spans onto the tracker's HTTP API (``shared/tracker-api.md``).
+
+- One pooled ``httpx.Client`` (keep-alive; connect and read timeouts from ``ANALYTICS_TIMEOUT_S``).
+- Session start/end spans go to the session routes; interaction spans to the batch route, or one
+  by one when the tracker answers the batch route with 404/405 (remembered for the process).
+- Before the first interaction of a session it has not started, it sends the (idempotent)
+  session start, which the deployed worker's foreign key needs. An end for a session the tracker
+  does not know (404) is preceded by a start and sent again.
+- Retries 429, 5xx and transport errors with capped exponential backoff and full jitter,
+  honouring ``Retry-After``, within ``ANALYTICS_RETRY_BUDGET_S`` per export; never retries other
+  4xx. Each interaction carries ``Idempotency-Key`` (its span id), so a retried request is never
+  counted twice by the local tracker.
+- Never raises: ``export`` returns ``FAILURE`` and counts what was lost (see :attr:`stats`); each
+  kind of failure is logged once, never once per span. It runs on the batch processor's thread,
+  with instrumentation suppressed so its own HTTP calls are never traced.
+
+Built with no arguments (as the SDK's ``OTEL_TRACES_EXPORTER=analytics_tracker`` path does), it
+reads its settings from the environment.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import logging
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .._guard import warn_once
+from ..config import Settings
+from ..contract import (
+    INTERACTION,
+    INTERACTION_BATCH,
+    MAX_BATCH,
+    SESSION_END,
+    SESSION_START,
+    Call,
+    record_from_readable,
+    to_call,
+)
+from ..errors import ConfigurationError
+
+_logger = logging.getLogger("otel_analytics")
+_SUPPRESS = otel_context._SUPPRESS_INSTRUMENTATION_KEY  # the key every OTel instrumentation checks
+_MAX_STARTED = 100_000
+_BACKOFF_BASE_S = 0.25
+_BACKOFF_CAP_S = 8.0
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _Final(Exception):
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass
+class TrackerStats:
+    """Items (sessions starts/ends and interactions) by what happened to them."""
+
+    sent: int = 0
+    retried: int = 0
+    """Retry attempts made (requests, not items)."""
+    dropped: int = 0
+    """Given up after retryable failures outlasted the retry budget (or at shutdown)."""
+    failed: int = 0
+    """Refused by the tracker (4xx other than 429) or not sendable: never retried."""
+
+    def as_dict(self) -> dict[str, int]:
+        return {"sent": self.sent, "retried": self.retried, "dropped": self.dropped, "failed": self.failed}
+
+
+def check_tracker_url(url: str, allow_insecure: bool) -> None:
+    """Refuse plain HTTP to anything but loopback: the token and the data would travel in clear."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or allow_insecure:
+        return
+    host = parts.hostname or ""
+    try:
+        loopback = ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ConfigurationError(
+            f"ANALYTICS_TRACKER_URL={url!r} is plain http:// to a host that is not loopback; use https://, "
+            "or set ANALYTICS_TRACKER_ALLOW_INSECURE=true to send in clear anyway."
+        )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if not raw:
+        return None
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+class TrackerSpanExporter(SpanExporter):
+    """Send analytics spans to an analytics tracker. Keyword arguments override the environment.
+
+    Args:
+        url: tracker base URL (``ANALYTICS_TRACKER_URL``, default the local tracker's).
+        token: bearer token (``ANALYTICS_TRACKER_TOKEN``); sent only when set.
+        timeout_s: connect/read timeout per request (``ANALYTICS_TIMEOUT_S``).
+        retry_budget_s: how long one export may keep retrying (``ANALYTICS_RETRY_BUDGET_S``).
+        send_costs: send the span's own cost estimate (``ANALYTICS_SEND_COSTS``).
+        transport: an ``httpx`` transport (tests: ``httpx.MockTransport``, ASGI transports).
+        concurrency: batch requests in flight at once within one export.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        timeout_s: float | None = None,
+        retry_budget_s: float | None = None,
+        send_costs: bool | None = None,
+        allow_insecure: bool | None = None,
+        transport: httpx.BaseTransport | None = None,
+        concurrency: int = 4,
+        settings: Settings | None = None,
+    ) -> None:
+        settings = settings or Settings.load()
+        self.url = (url or settings.tracker_url).rstrip("/")
+        allow = settings.tracker_allow_insecure if allow_insecure is None else allow_insecure
+        check_tracker_url(self.url, allow)
+        token = token if token is not None else settings.tracker_token
+        self._retry_budget_s = settings.retry_budget_s if retry_budget_s is None else retry_budget_s
+        self._send_costs = settings.send_costs if send_costs is None else send_costs
+        timeout = settings.timeout_s if timeout_s is None else timeout_s
+        headers = {"Content-Type": "application/json", "User-Agent": "otel-analytics"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            limits=httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2),
+        )
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="otel-analytics-tracker")
+        self._concurrency = concurrency
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._started: OrderedDict[str, None] = OrderedDict()
+        self._batch_supported = True
+        self.stats = TrackerStats()
+
+    # --- SpanExporter ---------------------------------------------------------------------------
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._stopping.is_set():
+            return SpanExportResult.FAILURE
+        deadline = time.monotonic() + self._retry_budget_s
+        token = otel_context.attach(otel_context.set_value(_SUPPRESS, True))
+        try:
+            return self._export(spans, deadline)
+        except Exception:  # never into the SDK's worker: count and log once
+            _logger.exception("otel-analytics: the tracker exporter failed unexpectedly")
+            return SpanExportResult.FAILURE
+        finally:
+            otel_context.detach(token)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._stopping.set()  # wakes any backoff sleep: retries give up at once
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True  # nothing is held here between exports
+
+    # --- mapping and ordering -------------------------------------------------------------------
+    def _export(self, spans: Sequence[ReadableSpan], deadline: float) -> SpanExportResult:
+        starts: list[Call] = []
+        interactions: list[Call] = []
+        ends: list[Call] = []
+        for span in spans:
+            try:
+                call = to_call(record_from_readable(span), send_costs=self._send_costs)
+            except Exception:
+                self._count_failed(1, "unmappable", "a span could not be mapped to a tracker call")
+                continue
+            if call is None:
+                continue
+            (
+                starts if call.route == SESSION_START else ends if call.route == SESSION_END else interactions
+            ).append(call)
+        ok = True
+        for call in starts:
+            ok = self._start_session(call, deadline) and ok
+        for call in interactions:
+            if call.session_id not in self._started:
+                start = Call(
+                    SESSION_START,
+                    {
+                        "session_id": call.session_id,
+                        "user_id": call.user_id,
+                        "start_time": call.body["timestamp"],
+                        "metadata": {},
+                    },
+                    call.session_id,
+                    call.user_id,
+                )
+                ok = self._start_session(start, deadline) and ok
+        ok = self._send_interactions(interactions, deadline) and ok
+        for call in ends:
+            ok = self._end_session(call, deadline) and ok
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def _remember_started(self, session_id: str) -> None:
+        with self._lock:
+            self._started[session_id] = None
+            self._started.move_to_end(session_id)
+            if len(self._started) > _MAX_STARTED:
+                self._started.popitem(last=False)
+
+    def _start_session(self, call: Call, deadline: float) -> bool:
+        if self._deliver(SESSION_START, call.body, None, 1, deadline):
+            self._remember_started(call.session_id)
+            return True
+        return False
+
+    def _end_session(self, call: Call, deadline: float) -> bool:
+        try:
+            self._post(SESSION_END, call.body, None, deadline)
+        except _Final as exc:
+            if exc.status != 404:
+                self._count_failed(
+                    1, f"end:{exc.status}", "the tracker refused a session end: %s", exc.reason
+                )
+                return False
+            # Started elsewhere (or its start was lost): start it, then end it again.
+            start = {
+                "session_id": call.session_id,
+                "user_id": call.user_id,
+                "start_time": call.extra["start_time"],
+                "metadata": {},
+            }
+            return self._start_session(
+                Call(SESSION_START, start, call.session_id, call.user_id), deadline
+            ) and (self._deliver(SESSION_END, call.body, None, 1, deadline))
+        except _Retryable as exc:
+            self._count_dropped(1, exc.reason)
+            return False
+        self._count_sent(1)
+        return True
+
+    def _send_interactions(self, calls: list[Call], deadline: float) -> bool:
+        if not calls:
+            return True
+        if self._batch_supported:
+            chunks = [calls[i : i + MAX_BATCH] for i in range(0, len(calls), MAX_BATCH)]
+            return all(
+                self._in_parallel([functools.partial(self._send_batch, chunk, deadline) for chunk in chunks])
+            )
+        return all(self._in_parallel([functools.partial(self._send_one, call, deadline) for call in calls]))
+
+    def _in_parallel(self, jobs: list[Callable[[], bool]]) -> list[bool]:
+        if len(jobs) == 1 or self._concurrency == 1:
+            return [job() for job in jobs]
+        context = otel_context.get_current()  # carries the suppression into the pool's threads
+
+        def run(job: Callable[[], bool]) -> bool:
+            token = otel_context.attach(context)
+            try:
+                return job()
+            finally:
+                otel_context.detach(token)
+
+        try:
+            futures = [self._pool.submit(run, job) for job in jobs]
+        except RuntimeError:  # the pool is shut down: we are stopping
+            return [False]
+        return [future.result() for future in futures]
+
+    def _send_batch(self, calls: list[Call], deadline: float) -> bool:
+        body = {"interactions": [call.body for call in calls]}
+        try:
+            self._post(INTERACTION_BATCH, body, None, deadline)
+        except _Final as exc:
+            if exc.status in (404, 405):
+                # The deployed worker may not have the batch route: single calls from now on.
+                self._batch_supported = False
+                warn_once(
+                    "tracker:no-batch",
+                    "otel-analytics: the tracker has no batch route; sending interactions one by one.",
+                )
+                return all(self._send_one(call, deadline) for call in calls)
+            if exc.status == 400 and len(calls) > 1:
+                # All or nothing: one bad item refuses the batch. Send singly to keep the good ones.
+                return all([self._send_one(call, deadline) for call in calls])
+            self._count_failed(
+                len(calls), f"batch:{exc.status}", "the tracker refused interactions: %s", exc.reason
+            )
+            return False
+        except _Retryable as exc:
+            self._count_dropped(len(calls), exc.reason)
+            return False
+        self._count_sent(len(calls))
+        return True
+
+    def _send_one(self, call: Call, deadline: float) -> bool:
+        return self._deliver(INTERACTION, call.body, call.idempotency_key, 1, deadline)
+
+    def _deliver(
+        self, route: str, body: dict[str, Any], key: str | None, items: int, deadline: float
+    ) -> bool:
+        try:
+            self._post(route, body, key, deadline)
+        except _Final as exc:
+            self._count_failed(
+                items, f"{route}:{exc.status}", "the tracker refused %s: %s", route, exc.reason
+            )
+            return False
+        except _Retryable as exc:
+            self._count_dropped(items, exc.reason)
+            return False
+        self._count_sent(items)
+        return True
+
+    # --- one request, with retries --------------------------------------------------------------
+    def _post(self, route: str, body: dict[str, Any], key: str | None, deadline: float) -> None:
+        headers = {"Idempotency-Key": key} if key else None
+        attempt = 0
+        while True:
+            try:
+                self._attempt(route, body, headers)
+                return
+            except _Retryable as exc:
+                delay = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
+                if exc.retry_after is not None:
+                    delay = exc.retry_after
+                if self._stopping.is_set() or time.monotonic() + delay >= deadline:
+                    raise
+                attempt += 1
+                with self._lock:
+                    self.stats.retried += 1
+                if self._stopping.wait(delay):
+                    raise
+
+    def _attempt(self, route: str, body: dict[str, Any], headers: dict[str, str] | None) -> None:
+        try:
+            response = self._client.post(route, json=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__} talking to {self.url}") from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Retryable(f"HTTP {status} from {self.url}{route}", _retry_after(response))
+        if status >= 400:
+            raise _Final(f"HTTP {status}: {response.text[:300]}", status)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise _Final(
+                f"HTTP {status} with a body that is not a JSON object (is {self.url} a tracker?)", status
+            )
+
+    # --- accounting -----------------------------------------------------------------------------
+    def _count_sent(self, items: int) -> None:
+        with self._lock:
+            self.stats.sent += items
+
+    def _count_failed(self, items: int, kind: str, message: str, *args: object) -> None:
+        with self._lock:
+            self.stats.failed += items
+        warn_once(
+            f"tracker:failed:{kind}",
+            "otel-analytics: " + message + " (logged once; see handle.stats())",
+            *args,
+        )
+
+    def _count_dropped(self, items: int, reason: str) -> None:
+        with self._lock:
+            self.stats.dropped += items
+        warn_once(
+            f"tracker:dropped:{reason.split(' ')[0]}",
+            "otel-analytics: dropping analytics after retries: %s "
+            "(logged once; see handle.stats()). Is the tracker running? `otel-analytics tracker serve` "
+            "starts a local one.",
+            reason,
+        )
