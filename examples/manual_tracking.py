@@ -25,9 +25,7 @@ def fake_completion(model: str, prompt: str) -> dict[str, Any]:
         "id": f"chatcmpl-{random.randrange(10**8)}",
         "object": "chat.completion",
         "model": model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "..."}, "finish_reason": "stop"}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "..."}, "finish_reason": "stop"}],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,

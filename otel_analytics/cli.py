@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+
+import httpx
+
+from .config import DEFAULT_TRACKER_URL
 
 
 def _ids(args: argparse.Namespace) -> int:
@@ -41,6 +46,51 @@ def _price(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .tracker.app import TrackerConfig, create_app
+    except ImportError:
+        print("the tracker needs the server extra: pip install 'otel-analytics[server]'", file=sys.stderr)
+        return 2
+    user_tokens = {}
+    for entry in args.user_token:
+        user, sep, token = entry.partition("=")
+        if not sep or not user or not token:
+            print(f"--user-token expects USER=TOKEN, got {entry!r}", file=sys.stderr)
+            return 2
+        user_tokens[token] = user
+    token = args.token or os.environ.get("ANALYTICS_TRACKER_TOKEN") or None
+    app = create_app(TrackerConfig(db_path=args.db, token=token, user_tokens=user_tokens))
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+        print(
+            f"warning: listening on {args.host} with no token: anyone who can reach it can read and write",
+            file=sys.stderr,
+        )
+    print(f"otel-analytics tracker on http://{args.host}:{args.port} (database {args.db})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import TrackerReader, session_report, sessions_report
+
+    url = args.url or os.environ.get("ANALYTICS_TRACKER_URL") or DEFAULT_TRACKER_URL
+    reader = TrackerReader(url, args.token or os.environ.get("ANALYTICS_TRACKER_TOKEN"))
+    try:
+        if args.session:
+            print(session_report(reader, args.session))
+        else:
+            print(sessions_report(reader, user_id=args.user, limit=args.limit))
+    except httpx.HTTPError as exc:
+        print(f"cannot read the tracker at {url}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        reader.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otel-analytics", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +107,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     price.add_argument("--input-tokens", type=int, default=1_000_000)
     price.add_argument("--output-tokens", type=int, default=0)
     price.set_defaults(run=_price)
+    tracker = commands.add_parser("tracker", help="the local tracker")
+    tracker_commands = tracker.add_subparsers(dest="tracker_command", required=True)
+    serve = tracker_commands.add_parser("serve", help="serve the tracker API over SQLite")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument("--db", default="./analytics.db", help="SQLite file (created if missing)")
+    serve.add_argument("--token", default=None, help="require this bearer token (default: ANALYTICS_TRACKER_TOKEN)")
+    serve.add_argument(
+        "--user-token",
+        action="append",
+        default=[],
+        metavar="USER=TOKEN",
+        help="a read-only token that sees only USER's data (repeatable)",
+    )
+    serve.add_argument("--log-level", default="warning")
+    serve.set_defaults(run=_serve)
+    report = commands.add_parser("report", help="sessions, tokens and cost from a tracker")
+    report.add_argument("--url", default=None, help="tracker base URL (default: ANALYTICS_TRACKER_URL)")
+    report.add_argument("--token", default=None)
+    report.add_argument("--session", default=None, help="one session's interactions")
+    report.add_argument("--user", default=None, help="only this user's sessions")
+    report.add_argument("--limit", type=int, default=50)
+    report.set_defaults(run=_report)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -45,9 +45,7 @@ def parse_bool(name: str, raw: str | bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ConfigurationError(
-        f"{name}={raw!r} is not a boolean; accepted values: true, false (or 1, 0, yes, no)."
-    )
+    raise ConfigurationError(f"{name}={raw!r} is not a boolean; accepted values: true, false (or 1, 0, yes, no).")
 
 
 def _parse_positive_float(name: str, raw: str | float) -> float:
@@ -56,9 +54,7 @@ def _parse_positive_float(name: str, raw: str | float) -> float:
     except (TypeError, ValueError):
         value = math.nan
     if not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(
-            f"{name}={raw!r} is not valid; accepted values: a positive number of seconds."
-        )
+        raise ConfigurationError(f"{name}={raw!r} is not valid; accepted values: a positive number of seconds.")
     return value
 
 
@@ -78,9 +74,7 @@ def _parse_exporters(name: str, raw: str | list[str] | tuple[str, ...]) -> tuple
             names.append(exporter)
     if "none" in names:
         if len(names) > 1:
-            raise ConfigurationError(
-                f"{name}={raw!r} combines 'none' with other exporters; use one or the other."
-            )
+            raise ConfigurationError(f"{name}={raw!r} combines 'none' with other exporters; use one or the other.")
         return ()
     return tuple(names)
 
@@ -100,9 +94,7 @@ def _parse_text(name: str, raw: str) -> str:
 def _parse_existing_file(name: str, raw: str) -> str:
     path = raw.strip()
     if not os.path.isfile(path):
-        raise ConfigurationError(
-            f"{name}={raw!r}: no such file; accepted values: the path of a TOML or JSON file."
-        )
+        raise ConfigurationError(f"{name}={raw!r}: no such file; accepted values: the path of a TOML or JSON file.")
     return path
 
 
@@ -115,8 +107,7 @@ def _parse_genai_capture(name: str, raw: str | bool) -> bool:
     if value in _GENAI_CAPTURE_OFF:
         return False
     raise ConfigurationError(
-        f"{name}={raw!r} is not valid; accepted values: "
-        "NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT, true, false."
+        f"{name}={raw!r} is not valid; accepted values: NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT, true, false."
     )
 
 
@@ -192,9 +183,7 @@ class Settings:
     service_name: str | None = None
 
     @classmethod
-    def load(
-        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
-    ) -> Settings:
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         """Resolve every setting: keyword, then environment, then default."""
         overrides = dict(overrides or {})
         env = os.environ if environ is None else environ
@@ -215,9 +204,7 @@ class Settings:
                 values[name] = param.default
         # OTEL_SDK_DISABLED turns us off as well as the SDK, and the GenAI capture variable turns
         # content capture on like ours does.
-        if "enabled" not in overrides and parse_bool(
-            "OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED") or "false"
-        ):
+        if "enabled" not in overrides and parse_bool("OTEL_SDK_DISABLED", env.get("OTEL_SDK_DISABLED") or "false"):
             values["enabled"] = False
         genai_capture = env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip()
         if (
@@ -240,9 +227,7 @@ def validate_otel_environment(env: Mapping[str, str]) -> None:
     for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
         raw = env.get(var, "").strip()
         if raw and raw not in OTLP_PROTOCOLS:
-            raise ConfigurationError(
-                f"{var}={raw!r} is not supported; accepted values: {', '.join(OTLP_PROTOCOLS)}."
-            )
+            raise ConfigurationError(f"{var}={raw!r} is not supported; accepted values: {', '.join(OTLP_PROTOCOLS)}.")
     sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
     if sampler and sampler not in SAMPLERS:
         raise ConfigurationError(

@@ -128,10 +128,7 @@ class AnalyticsHandle:
         ok = True
         for processor in self._processors:
             remaining = max(deadline - time.monotonic(), 0.0)
-            ok = (
-                _bounded(functools.partial(processor.force_flush, int(remaining * 1000)), remaining, "flush")
-                and ok
-            )
+            ok = _bounded(functools.partial(processor.force_flush, int(remaining * 1000)), remaining, "flush") and ok
         return ok
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -190,17 +187,13 @@ def _build(settings: Settings, explicit: trace.TracerProvider | None) -> Analyti
     owns = False
     if not isinstance(provider, SdkTracerProvider):
         if explicit is not None:
-            raise ConfigurationError(
-                "configure(tracer_provider=...) needs an OpenTelemetry SDK TracerProvider."
-            )
+            raise ConfigurationError("configure(tracer_provider=...) needs an OpenTelemetry SDK TracerProvider.")
         provider = SdkTracerProvider(resource=_resource(settings), shutdown_on_exit=False)
         owns = True
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
             trace.set_tracer_provider(provider)
         else:
-            _logger.warning(
-                "otel-analytics: the installed tracer provider is not the SDK's; using a private one."
-            )
+            _logger.warning("otel-analytics: the installed tracer provider is not the SDK's; using a private one.")
     names = settings.exporters
     if names is None:
         names = _default_exporters() if owns else ()

@@ -158,9 +158,7 @@ def interaction_body(
     elif record.error or a.get(attrs.OUTCOME) in ("failed", "cancelled"):
         body["status"] = "failed"
     if interaction_type == "chat":
-        model = (
-            _text(a.get(attrs.GEN_AI_RESPONSE_MODEL)) or _text(a.get(attrs.GEN_AI_REQUEST_MODEL)) or "unknown"
-        )
+        model = _text(a.get(attrs.GEN_AI_RESPONSE_MODEL)) or _text(a.get(attrs.GEN_AI_REQUEST_MODEL)) or "unknown"
         body["model_name"] = model[:MAX_ID_LENGTH]
         for key, attribute in (
             ("prompt_tokens", attrs.GEN_AI_USAGE_INPUT_TOKENS),

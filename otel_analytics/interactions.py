@@ -243,9 +243,7 @@ class interaction:
                 while True:
                     try:
                         with recording.activated():
-                            item = await (
-                                agen.athrow(pending) if pending is not None else agen.asend(to_send)
-                            )
+                            item = await (agen.athrow(pending) if pending is not None else agen.asend(to_send))
                     except StopAsyncIteration:
                         break
                     pending = None

@@ -112,6 +112,11 @@ def format_usd(mc: int) -> str:
     return f"${dollars}"
 
 
+def cost_value(mc: int) -> dict[str, Any]:
+    """The contract's ``CostValue``."""
+    return {"micro_cents": mc, "display": format_usd(mc), "currency": "USD"}
+
+
 def cost_of(usage: Usage, price: Price) -> Cost | None:
     """The cost of ``usage`` at ``price``; ``None`` when no token count is known."""
     if usage.input_tokens is None and usage.output_tokens is None:
@@ -171,9 +176,7 @@ class PriceBook:
             self._cache[key] = price
             if price is None and model not in self._warned and len(self._warned) < _MAX_WARNED:
                 self._warned.add(model)
-                _logger.warning(
-                    "otel-analytics: no price known for model %r; its interactions get no cost.", model
-                )
+                _logger.warning("otel-analytics: no price known for model %r; its interactions get no cost.", model)
         return price
 
     def provider(self, model: str | None) -> str | None:
@@ -212,9 +215,7 @@ def _snapshot_price(model: str, provider: str | None) -> Price | None:
         for name in ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
     }
     linear = all(value is None or isinstance(value, Decimal) for value in raw.values())
-    flat = {
-        name: None if value is None else float(getattr(value, "base", value)) for name, value in raw.items()
-    }
+    flat = {name: None if value is None else float(getattr(value, "base", value)) for name, value in raw.items()}
     return Price(
         # For tiered prices these are the base tier's, for display: genai-prices does the sums.
         input=flat["input_mtok"] or 0.0,
@@ -237,9 +238,7 @@ def load_overrides(path: str) -> tuple[dict[str, Price], str]:
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"ANALYTICS_PRICING_FILE={path!r} cannot be read: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-        raise ConfigurationError(
-            f"ANALYTICS_PRICING_FILE={path!r} needs a 'models' table of model name -> prices."
-        )
+        raise ConfigurationError(f"ANALYTICS_PRICING_FILE={path!r} needs a 'models' table of model name -> prices.")
     version = str(data.get("version") or f"override {path}")
     prices: dict[str, Price] = {}
     for model, entry in data["models"].items():

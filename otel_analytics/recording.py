@@ -46,10 +46,7 @@ COST_PART_KEYS = ("ai_tokens_cost_mc", "db_ops_cost_mc", "api_calls_cost_mc", "c
 
 def metadata_json(metadata: Mapping[str, Any]) -> str:
     """Metadata as a JSON object string, with secret-bearing keys redacted."""
-    clean = {
-        str(key): "[REDACTED]" if str(key).lower() in _SECRET_KEYS else value
-        for key, value in metadata.items()
-    }
+    clean = {str(key): "[REDACTED]" if str(key).lower() in _SECRET_KEYS else value for key, value in metadata.items()}
     return json.dumps(clean, default=str, separators=(",", ":"))
 
 
@@ -305,9 +302,7 @@ def _output_messages(response: Any) -> str | None:
         message = choice.get("message") if isinstance(choice, Mapping) else getattr(choice, "message", None)
         if message is None:
             continue
-        content = (
-            message.get("content") if isinstance(message, Mapping) else getattr(message, "content", None)
-        )
+        content = message.get("content") if isinstance(message, Mapping) else getattr(message, "content", None)
         messages.append({"role": "assistant", "parts": [{"type": "text", "content": content}]})
     return json.dumps(messages, default=str) if messages else None
 

@@ -71,9 +71,7 @@ def _base_attributes(session: SessionRef, event: str) -> dict[str, Any]:
     }
 
 
-def _instant_span(
-    runtime: Runtime, session: SessionRef, event: str, at: int, extra: Mapping[str, Any]
-) -> None:
+def _instant_span(runtime: Runtime, session: SessionRef, event: str, at: int, extra: Mapping[str, Any]) -> None:
     span = runtime.tracer.start_span(
         f"session {event}",
         context=session_parent(runtime, session),
@@ -139,9 +137,7 @@ def end_session(
 
 def _check_id(session_id: object) -> None:
     if not isinstance(session_id, str) or not session_id or len(session_id) > 256:
-        raise ValueError(
-            f"session_id must be a non-empty string of at most 256 characters, got {session_id!r}."
-        )
+        raise ValueError(f"session_id must be a non-empty string of at most 256 characters, got {session_id!r}.")
 
 
 @contextmanager

@@ -124,9 +124,9 @@ def test_sync_function_reads_usage_from_sdk_like_object(capture_analytics: Captu
     assert a["gen_ai.usage.output_tokens"] == 20
     assert a["gen_ai.response.finish_reasons"] == ("end_turn",)
     # Sonnet 3.5: $3/M in, $0.3/M cache read, $3.75/M cache write, $15/M out.
-    assert a["analytics.cost.micro_cents"] == round(100 * 0.3) + round(1000 * 0.03) + round(
-        50 * 0.375
-    ) + round(20 * 1.5)
+    assert a["analytics.cost.micro_cents"] == round(100 * 0.3) + round(1000 * 0.03) + round(50 * 0.375) + round(
+        20 * 1.5
+    )
 
 
 def test_explicit_record_usage_wins_over_the_return_value(capture_analytics: CaptureAnalytics) -> None:

@@ -18,9 +18,7 @@ CONV1_ROOT = "f629897a679b472f"
 
 
 def test_session_records_start_end_and_root(capture_analytics: CaptureAnalytics) -> None:
-    with oa.session(
-        "conv-1", user_id="u1", metadata={"endpoint": "/api/convos", "Authorization": "Bearer x"}
-    ):
+    with oa.session("conv-1", user_id="u1", metadata={"endpoint": "/api/convos", "Authorization": "Bearer x"}):
         with oa.interaction("chat", model="gpt-4o") as it:
             it.record_usage(prompt_tokens=12, completion_tokens=30)
     start = capture_analytics.spans(event="start")[0]

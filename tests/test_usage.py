@@ -82,9 +82,7 @@ def test_sdk_like_objects_with_hostile_attributes() -> None:
             raise RuntimeError("no")
 
     assert usage_from_response(Hostile()) is None
-    reply = SimpleNamespace(
-        model="gpt-4o", usage=SimpleNamespace(prompt_tokens=3, completion_tokens=4), choices=[]
-    )
+    reply = SimpleNamespace(model="gpt-4o", usage=SimpleNamespace(prompt_tokens=3, completion_tokens=4), choices=[])
     usage = usage_from_response(reply)
     assert usage is not None
     assert (usage.input_tokens, usage.output_tokens) == (3, 4)

@@ -34,9 +34,7 @@ def _instrument(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_otlp_exporter_chosen_by_otel_traces_exporter(
-    tmp_path: Path, otlp_http_receiver: OtlpHttpReceiver
-) -> None:
+def test_otlp_exporter_chosen_by_otel_traces_exporter(tmp_path: Path, otlp_http_receiver: OtlpHttpReceiver) -> None:
     result = _instrument(
         tmp_path,
         OTEL_TRACES_EXPORTER="otlp",

@@ -32,8 +32,7 @@ def _otlp(settings: Settings) -> SpanExporter:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
         except ImportError as exc:
             raise ConfigurationError(
-                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter: "
-                "pip install 'otel-analytics[grpc]'."
+                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter: pip install 'otel-analytics[grpc]'."
             ) from exc
         return GrpcExporter()
     try:
@@ -62,7 +61,5 @@ def build_exporter(name: str, settings: Settings) -> SpanExporter:
     try:
         factory = FACTORIES[name]
     except KeyError:
-        raise ConfigurationError(
-            f"Unknown exporter {name!r}; accepted values: {', '.join(FACTORIES)}."
-        ) from None
+        raise ConfigurationError(f"Unknown exporter {name!r}; accepted values: {', '.join(FACTORIES)}.") from None
     return factory(settings)

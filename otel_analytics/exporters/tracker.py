@@ -209,9 +209,9 @@ class TrackerSpanExporter(SpanExporter):
                 continue
             if call is None:
                 continue
-            (
-                starts if call.route == SESSION_START else ends if call.route == SESSION_END else interactions
-            ).append(call)
+            (starts if call.route == SESSION_START else ends if call.route == SESSION_END else interactions).append(
+                call
+            )
         ok = True
         for call in starts:
             ok = self._start_session(call, deadline) and ok
@@ -252,9 +252,7 @@ class TrackerSpanExporter(SpanExporter):
             self._post(SESSION_END, call.body, None, deadline)
         except _Final as exc:
             if exc.status != 404:
-                self._count_failed(
-                    1, f"end:{exc.status}", "the tracker refused a session end: %s", exc.reason
-                )
+                self._count_failed(1, f"end:{exc.status}", "the tracker refused a session end: %s", exc.reason)
                 return False
             # Started elsewhere (or its start was lost): start it, then end it again.
             start = {
@@ -263,9 +261,9 @@ class TrackerSpanExporter(SpanExporter):
                 "start_time": call.extra["start_time"],
                 "metadata": {},
             }
-            return self._start_session(
-                Call(SESSION_START, start, call.session_id, call.user_id), deadline
-            ) and (self._deliver(SESSION_END, call.body, None, 1, deadline))
+            return self._start_session(Call(SESSION_START, start, call.session_id, call.user_id), deadline) and (
+                self._deliver(SESSION_END, call.body, None, 1, deadline)
+            )
         except _Retryable as exc:
             self._count_dropped(1, exc.reason)
             return False
@@ -277,9 +275,7 @@ class TrackerSpanExporter(SpanExporter):
             return True
         if self._batch_supported:
             chunks = [calls[i : i + MAX_BATCH] for i in range(0, len(calls), MAX_BATCH)]
-            return all(
-                self._in_parallel([functools.partial(self._send_batch, chunk, deadline) for chunk in chunks])
-            )
+            return all(self._in_parallel([functools.partial(self._send_batch, chunk, deadline) for chunk in chunks]))
         return all(self._in_parallel([functools.partial(self._send_one, call, deadline) for call in calls]))
 
     def _in_parallel(self, jobs: list[Callable[[], bool]]) -> list[bool]:
@@ -316,9 +312,7 @@ class TrackerSpanExporter(SpanExporter):
             if exc.status == 400 and len(calls) > 1:
                 # All or nothing: one bad item refuses the batch. Send singly to keep the good ones.
                 return all([self._send_one(call, deadline) for call in calls])
-            self._count_failed(
-                len(calls), f"batch:{exc.status}", "the tracker refused interactions: %s", exc.reason
-            )
+            self._count_failed(len(calls), f"batch:{exc.status}", "the tracker refused interactions: %s", exc.reason)
             return False
         except _Retryable as exc:
             self._count_dropped(len(calls), exc.reason)
@@ -329,15 +323,11 @@ class TrackerSpanExporter(SpanExporter):
     def _send_one(self, call: Call, deadline: float) -> bool:
         return self._deliver(INTERACTION, call.body, call.idempotency_key, 1, deadline)
 
-    def _deliver(
-        self, route: str, body: dict[str, Any], key: str | None, items: int, deadline: float
-    ) -> bool:
+    def _deliver(self, route: str, body: dict[str, Any], key: str | None, items: int, deadline: float) -> bool:
         try:
             self._post(route, body, key, deadline)
         except _Final as exc:
-            self._count_failed(
-                items, f"{route}:{exc.status}", "the tracker refused %s: %s", route, exc.reason
-            )
+            self._count_failed(items, f"{route}:{exc.status}", "the tracker refused %s: %s", route, exc.reason)
             return False
         except _Retryable as exc:
             self._count_dropped(items, exc.reason)
@@ -380,9 +370,7 @@ class TrackerSpanExporter(SpanExporter):
         except ValueError:
             answer = None
         if not isinstance(answer, dict):
-            raise _Final(
-                f"HTTP {status} with a body that is not a JSON object (is {self.url} a tracker?)", status
-            )
+            raise _Final(f"HTTP {status} with a body that is not a JSON object (is {self.url} a tracker?)", status)
 
     # --- accounting -----------------------------------------------------------------------------
     def _count_sent(self, items: int) -> None:
