@@ -226,6 +226,8 @@ class Recording:
         if self._ended:
             return
         self._ended = True
+        if end_time is None:
+            end_time = time.time_ns()  # before pricing: the span measures the work, not us
         with internal_errors("finish"):
             span = self.span
             if outcome is None:
