@@ -2,10 +2,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from tests.fake_tracker import FakeTracker
 from tests.receivers import OtlpGrpcReceiver, OtlpHttpReceiver
+from tests.servers import ServerThread
 
 
 @pytest.fixture
@@ -49,3 +54,46 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 @pytest.fixture(autouse=True)
 def _quiet_sdk_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
+
+
+@pytest.fixture
+def fake_tracker() -> Iterator[FakeTracker]:
+    tracker = FakeTracker()
+    try:
+        yield tracker
+    finally:
+        tracker.close()
+
+
+@pytest.fixture
+def local_tracker(tmp_path: Path) -> Iterator[LocalTracker]:
+    tracker = LocalTracker(str(tmp_path / "analytics.db"))
+    try:
+        yield tracker
+    finally:
+        tracker.close()
+
+
+class LocalTracker:
+    """The package's own tracker over HTTP on 127.0.0.1, with a fresh database."""
+
+    def __init__(self, db_path: str, **config: Any) -> None:
+        from otel_analytics.tracker.app import TrackerConfig, create_app
+
+        self.app = create_app(TrackerConfig(db_path=db_path, **config))
+        self.store = self.app.state.tracker.store
+        self.db_path = db_path
+        self._server = ServerThread(self.app)
+        self.url = self._server.url
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+
+    def close(self) -> None:
+        self.client.close()
+        self._server.close()
+        self.store.close()
+
+    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        import sqlite3
+
+        with sqlite3.connect(self.db_path) as db:
+            return db.execute(sql, params).fetchall()

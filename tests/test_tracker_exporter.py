@@ -1,0 +1,336 @@
+"""The tracker exporter against a strict fake of the deployed tracker, with faults."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+import otel_analytics as oa
+from otel_analytics.errors import ConfigurationError
+from otel_analytics.exporters.tracker import TrackerSpanExporter
+from otel_analytics.testing import CaptureAnalytics
+from tests.fake_tracker import FakeTracker, Fault
+
+
+@pytest.fixture
+def spans() -> Iterator[CaptureAnalytics]:
+    capture = CaptureAnalytics()
+    try:
+        yield capture
+    finally:
+        capture.close()
+
+
+def conversation() -> None:
+    began = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    oa.start_session("conv-1", user_id="u1", metadata={"endpoint": "/api/convos"}, start_time=began)
+    with oa.session("conv-1", user_id="u1", start=False, end=False):
+        with oa.interaction("chat", model="gpt-4o") as it:
+            it.record_usage(prompt_tokens=450, completion_tokens=320, cache_read_tokens=100, model="gpt-4o-2024-08-06")
+        oa.track_db_operation(read_ops=5, write_ops=2)
+        oa.track_api_call(call_count=3, metadata={"tool_name": "weather"})
+        oa.track_interaction(type="cost-event", costs={"compute_time_cost_mc": 8400})
+    oa.end_session("conv-1")
+
+
+def exporter(url: str, **kwargs: object) -> TrackerSpanExporter:
+    kwargs.setdefault("retry_budget_s", 5.0)
+    return TrackerSpanExporter(url=url, **kwargs)  # type: ignore[arg-type]
+
+
+def finished(capture: CaptureAnalytics) -> list[ReadableSpan]:
+    return list(capture.finished())
+
+
+def test_every_field_lands_as_the_contract_says(spans: CaptureAnalytics, fake_tracker: FakeTracker) -> None:
+    conversation()
+    tracker = exporter(fake_tracker.url)
+    assert tracker.export(finished(spans)) is SpanExportResult.SUCCESS
+    tracker.shutdown()
+    start = fake_tracker.requests("/v1/track/session/start")[0]
+    assert start.answered == 201
+    assert start.body == {
+        "session_id": "conv-1",
+        "user_id": "u1",
+        "start_time": "2026-11-29T10:00:00.000Z",
+        "metadata": {"endpoint": "/api/convos"},
+    }
+    assert "authorization" not in start.headers  # no token configured: none sent
+    (batch,) = fake_tracker.requests("/v1/track/interaction/batch")
+    assert batch.answered == 202
+    items = {item["type"]: item for item in batch.body["interactions"]}
+    chat = items["chat"]
+    assert chat["model_name"] == "gpt-4o-2024-08-06"
+    assert (chat["prompt_tokens"], chat["completion_tokens"]) == (450, 320)
+    assert chat["metadata"]["cache_read_tokens"] == 100
+    assert chat["metadata"]["provider"] == "openai"
+    assert "costs" not in chat  # the tracker prices unless told to trust our estimate
+    chat_span = next(s for s in finished(spans) if s.name.startswith("chat"))
+    assert chat["metadata"]["span_id"] == format(chat_span.context.span_id, "016x")
+    assert chat["metadata"]["trace_id"] == format(oa.session_trace_id("conv-1"), "032x")
+    assert (items["db"]["db_read_ops"], items["db"]["db_write_ops"]) == (5, 2)
+    assert items["api"]["api_call_count"] == 3
+    assert items["api"]["metadata"]["tool_name"] == "weather"
+    assert items["cost-event"]["costs"] == {
+        "ai_tokens_cost_mc": 0,
+        "db_ops_cost_mc": 0,
+        "api_calls_cost_mc": 0,
+        "compute_time_cost_mc": 8400,
+    }
+    for item in items.values():
+        assert item["session_id"] == "conv-1"
+        assert item["user_id"] == "u1"
+        assert item["compute_duration_ms"] >= 0
+    (end,) = fake_tracker.requests("/v1/track/session/end")
+    assert end.answered == 200
+    assert set(end.body) == {"session_id", "end_time"}
+    assert tracker.stats.as_dict() == {"sent": 6, "retried": 0, "dropped": 0, "failed": 0}
+
+
+def test_single_route_with_idempotency_keys_and_token(spans: CaptureAnalytics) -> None:
+    fake = FakeTracker(batch_route=False)
+    try:
+        conversation()
+        tracker = exporter(fake.url, token="sekrit")
+        assert tracker.export(finished(spans)) is SpanExportResult.SUCCESS
+        assert tracker.export(finished(spans)) is SpanExportResult.SUCCESS  # again: batch not retried
+        tracker.shutdown()
+        assert len(fake.requests("/v1/track/interaction/batch")) == 1  # fell back once, remembered
+        singles = fake.requests("/v1/track/interaction")
+        assert len(singles) == 8
+        for request in singles:
+            assert request.headers["idempotency-key"] == request.body["metadata"]["span_id"]
+            assert request.headers["authorization"] == "Bearer sekrit"
+    finally:
+        fake.close()
+
+
+def test_session_start_sent_before_the_first_interaction_of_an_unseen_session(
+    spans: CaptureAnalytics, fake_tracker: FakeTracker
+) -> None:
+    oa.track_interaction(session_id="conv-elsewhere", user_id="u9", model_name="gpt-4o", prompt_tokens=1)
+    oa.track_api_call(session_id="conv-elsewhere", user_id="u9")
+    tracker = exporter(fake_tracker.url)
+    assert tracker.export(finished(spans)) is SpanExportResult.SUCCESS
+    starts = fake_tracker.requests("/v1/track/session/start")
+    assert [s.body["session_id"] for s in starts] == ["conv-elsewhere"]
+    assert fake_tracker.received.index(starts[0]) < fake_tracker.received.index(
+        fake_tracker.requests("/v1/track/interaction/batch")[0]
+    )
+    spans.clear()
+    oa.track_api_call(session_id="conv-elsewhere", user_id="u9")
+    tracker.export(finished(spans))
+    assert len(fake_tracker.requests("/v1/track/session/start")) == 1  # remembered
+    tracker.shutdown()
+
+
+def test_end_of_a_session_the_tracker_does_not_know_starts_it_first(
+    spans: CaptureAnalytics, fake_tracker: FakeTracker
+) -> None:
+    oa.end_session("conv-started-in-another-process", user_id="u3")
+    tracker = exporter(fake_tracker.url)
+    assert tracker.export(finished(spans)) is SpanExportResult.SUCCESS
+    ends = fake_tracker.requests("/v1/track/session/end")
+    assert [e.answered for e in ends] == [404, 200]
+    assert fake_tracker.sessions["conv-started-in-another-process"]["user_id"] == "u3"
+    tracker.shutdown()
+
+
+def test_non_analytics_spans_are_ignored(fake_tracker: FakeTracker) -> None:
+    provider = TracerProvider()
+    capture = CaptureAnalytics(provider)
+    try:
+        with provider.get_tracer("app").start_as_current_span("GET /"):
+            pass
+        oa.end_session("x")  # its root span maps to nothing either
+        tracker = exporter(fake_tracker.url)
+        assert tracker.export(finished(capture)) is SpanExportResult.SUCCESS
+        assert [r.path for r in fake_tracker.received] == [
+            "/v1/track/session/end",
+            "/v1/track/session/start",
+            "/v1/track/session/end",
+        ]
+        tracker.shutdown()
+    finally:
+        capture.close()
+
+
+def test_500_then_200_is_delivered_after_a_retry(spans: CaptureAnalytics, fake_tracker: FakeTracker) -> None:
+    fake_tracker.script("/v1/track/interaction/batch", Fault(status=500), Fault(status=502))
+    oa.track_api_call(session_id="s", user_id="u")
+    tracker = exporter(fake_tracker.url)
+    assert tracker.export(finished(spans)) is SpanExportResult.SUCCESS
+    assert [r.answered for r in fake_tracker.requests("/v1/track/interaction/batch")] == [500, 502, 202]
+    assert tracker.stats.retried == 2
+    assert len(fake_tracker.interactions) == 1
+    tracker.shutdown()
+
+
+def test_429_retry_after_is_honoured(spans: CaptureAnalytics, fake_tracker: FakeTracker) -> None:
+    fake_tracker.script("/v1/track/interaction/batch", Fault(status=429, headers={"Retry-After": "1"}))
+    oa.track_api_call(session_id="s", user_id="u")
+    tracker = exporter(fake_tracker.url)
+    started = time.monotonic()
+    assert tracker.export(finished(spans)) is SpanExportResult.SUCCESS
+    assert time.monotonic() - started >= 1.0
+    assert len(fake_tracker.interactions) == 1
+    tracker.shutdown()
+
+
+def test_retry_after_beyond_the_budget_drops_and_counts(spans: CaptureAnalytics, fake_tracker: FakeTracker) -> None:
+    fake_tracker.script("/v1/track/interaction/batch", Fault(status=429, headers={"Retry-After": "60"}))
+    oa.track_api_call(session_id="s", user_id="u")
+    oa.track_api_call(session_id="s", user_id="u")
+    tracker = exporter(fake_tracker.url, retry_budget_s=2.0)
+    started = time.monotonic()
+    assert tracker.export(finished(spans)) is SpanExportResult.FAILURE
+    assert time.monotonic() - started < 1.5  # gave up at once: waiting would pass the budget
+    assert tracker.stats.dropped == 2
+    tracker.shutdown()
+
+
+def test_other_4xx_are_never_retried(
+    spans: CaptureAnalytics, fake_tracker: FakeTracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_tracker.script("/v1/track/interaction/batch", Fault(status=422))
+    fake_tracker.script("/v1/track/interaction/batch", Fault(status=422))
+    for _ in range(2):
+        oa.track_api_call(session_id="s", user_id="u")
+    tracker = exporter(fake_tracker.url)
+    assert tracker.export(finished(spans)) is SpanExportResult.FAILURE
+    assert len(fake_tracker.requests("/v1/track/interaction/batch")) == 1
+    assert tracker.stats.failed == 2
+    assert tracker.stats.retried == 0
+    assert tracker.export(finished(spans)) is SpanExportResult.FAILURE
+    assert sum("refused interactions" in r.getMessage() for r in caplog.records) == 1  # logged once
+    tracker.shutdown()
+
+
+def test_a_bad_item_in_a_batch_does_not_lose_the_good_ones(spans: CaptureAnalytics, fake_tracker: FakeTracker) -> None:
+    fake_tracker.script("/v1/track/interaction/batch", Fault(status=400))
+    fake_tracker.script("/v1/track/interaction", Fault(status=400))
+    for _ in range(3):
+        oa.track_api_call(session_id="s", user_id="u")
+    tracker = exporter(fake_tracker.url)
+    assert tracker.export(finished(spans)) is SpanExportResult.FAILURE
+    assert len(fake_tracker.interactions) == 2
+    assert (tracker.stats.sent, tracker.stats.failed) == (3, 1)  # the session start and two interactions
+    tracker.shutdown()
+
+
+def test_tracker_down_drops_within_the_budget_and_counts(spans: CaptureAnalytics) -> None:
+    oa.track_api_call(session_id="s", user_id="u")
+    tracker = exporter("http://127.0.0.1:9", retry_budget_s=1.0)  # nothing listens on port 9
+    started = time.monotonic()
+    assert tracker.export(finished(spans)) is SpanExportResult.FAILURE
+    assert time.monotonic() - started < 3
+    assert tracker.stats.dropped == 2  # the session start, then the interaction
+    assert tracker.stats.retried >= 1
+    tracker.shutdown()
+
+
+def test_hanging_tracker_times_out_and_is_retried(spans: CaptureAnalytics, fake_tracker: FakeTracker) -> None:
+    fake_tracker.script("/v1/track/interaction/batch", Fault(status=202, delay=2.0))
+    oa.track_api_call(session_id="s", user_id="u")
+    tracker = exporter(fake_tracker.url, timeout_s=0.3)
+    assert tracker.export(finished(spans)) is SpanExportResult.SUCCESS
+    assert tracker.stats.retried == 1
+    tracker.shutdown()
+
+
+def test_dropped_connection_is_retried(spans: CaptureAnalytics, fake_tracker: FakeTracker) -> None:
+    fake_tracker.script("/v1/track/session/start", Fault(drop=True))
+    oa.track_api_call(session_id="s", user_id="u")
+    tracker = exporter(fake_tracker.url)
+    assert tracker.export(finished(spans)) is SpanExportResult.SUCCESS
+    assert len(fake_tracker.interactions) == 1
+    tracker.shutdown()
+
+
+def test_non_json_answers_are_failures_not_successes(spans: CaptureAnalytics, fake_tracker: FakeTracker) -> None:
+    fake_tracker.script("/v1/track/interaction/batch", Fault(status=200, body=b"<html>hello</html>"))
+    oa.track_api_call(session_id="s", user_id="u")
+    tracker = exporter(fake_tracker.url)
+    assert tracker.export(finished(spans)) is SpanExportResult.FAILURE
+    assert tracker.stats.failed == 1
+    tracker.shutdown()
+
+
+def test_recovery_within_the_budget_loses_nothing(clean_env: pytest.MonkeyPatch, fake_tracker: FakeTracker) -> None:
+    clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    fake_tracker.fail_until = time.monotonic() + 1.5
+    handle = oa.configure(
+        tracer_provider=TracerProvider(), exporters="tracker", tracker_url=fake_tracker.url, retry_budget_s=10
+    )
+    try:
+        started = time.monotonic()
+        for n in range(200):
+            oa.track_interaction(session_id=f"conv-{n % 5}", user_id="u", model_name="gpt-4o", prompt_tokens=n)
+        assert time.monotonic() - started < 1.0  # the app never waits for the tracker
+        assert handle.force_flush(timeout=15)
+        assert len(fake_tracker.interactions) == 200
+        assert handle.stats()["tracker"]["dropped"] == 0
+        assert handle.stats()["tracker"]["retried"] >= 1
+    finally:
+        handle.shutdown()
+
+
+def test_shutdown_is_bounded_while_retrying(spans: CaptureAnalytics, fake_tracker: FakeTracker) -> None:
+    import threading
+
+    fake_tracker.fail_until = time.monotonic() + 60
+    oa.track_api_call(session_id="s", user_id="u")
+    tracker = exporter(fake_tracker.url, retry_budget_s=60)
+    worker = threading.Thread(target=tracker.export, args=(finished(spans),))
+    worker.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    tracker.shutdown()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert time.monotonic() - started < 2
+
+
+def test_plain_http_to_another_host_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="ANALYTICS_TRACKER_ALLOW_INSECURE"):
+        TrackerSpanExporter(url="http://tracker.example.com")
+    TrackerSpanExporter(url="http://tracker.example.com", allow_insecure=True).shutdown()
+    TrackerSpanExporter(url="https://tracker.example.com").shutdown()
+    TrackerSpanExporter(url="http://localhost:8787").shutdown()
+    TrackerSpanExporter(url="http://[::1]:8787").shutdown()
+
+
+def test_exporter_builds_from_the_environment_alone(clean_env: pytest.MonkeyPatch, fake_tracker: FakeTracker) -> None:
+    clean_env.setenv("ANALYTICS_TRACKER_URL", fake_tracker.url)
+    clean_env.setenv("ANALYTICS_TRACKER_TOKEN", "env-token")
+    tracker = TrackerSpanExporter()  # how the SDK's entry-point path builds it
+    assert tracker.url == fake_tracker.url
+    tracker._client.get("/health")
+    tracker.shutdown()
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="opentelemetry_traces_exporter") if e.name == "analytics_tracker"]
+    assert entry.load() is TrackerSpanExporter
+
+
+def test_send_costs_sends_our_estimate(spans: CaptureAnalytics) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202 if "interaction" in request.url.path else 201, json={"status": "accepted"})
+
+    oa.track_interaction(session_id="s", user_id="u", model_name="gpt-4o", prompt_tokens=1000, completion_tokens=100)
+    tracker = exporter("http://127.0.0.1:1", send_costs=True, transport=httpx.MockTransport(handler))
+    assert tracker.export(finished(spans)) is SpanExportResult.SUCCESS
+    import json
+
+    batch = json.loads(seen[-1].content)
+    assert batch["interactions"][0]["costs"]["ai_tokens_cost_mc"] == 350
+    tracker.shutdown()

@@ -1,0 +1,370 @@
+"""The local tracker's routes over real HTTP: contract answers, validation, auth, reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import LocalTracker
+
+T0 = "2026-11-29T10:00:00.000Z"
+
+
+def start(client: httpx.Client, session_id: str = "conv-1", user_id: str = "u1", **extra: Any) -> httpx.Response:
+    return client.post(
+        "/v1/track/session/start", json={"session_id": session_id, "user_id": user_id, "start_time": T0, **extra}
+    )
+
+
+def chat(session_id: str = "conv-1", user_id: str = "u1", **extra: Any) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "user_id": user_id,
+        "type": "chat",
+        "timestamp": "2026-11-29T10:05:00Z",
+        "model_name": "gpt-4o",
+        "prompt_tokens": 1000,
+        "completion_tokens": 100,
+        **extra,
+    }
+
+
+def test_session_lifecycle_and_contract_answers(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    first = start(c, metadata={"endpoint": "/api/convos"})
+    assert first.status_code == 201
+    assert first.json()["status"] == "created"
+    again = start(c, user_id="someone-else")
+    assert again.status_code == 200
+    assert again.json() == {"session_id": "conv-1", "status": "already_exists", "message": "Session already exists"}
+    answer = c.post("/v1/track/interaction", json=chat(), headers={"Idempotency-Key": "aaaa"})
+    assert answer.status_code == 202
+    assert answer.json()["status"] == "accepted"
+    assert answer.json()["interaction_id"].startswith("int_")
+    end = c.post("/v1/track/session/end", json={"session_id": "conv-1", "end_time": "2026-11-29T11:15:00Z"})
+    assert end.status_code == 200
+    # gpt-4o: 1000 * 2.5 * 0.1 + 100 * 10 * 0.1 = 350 mc
+    assert end.json() == {
+        "session_id": "conv-1",
+        "total_interactions": 1,
+        "total_cost": {"micro_cents": 350, "display": "$0.0035", "currency": "USD"},
+    }
+    detail = c.get("/v1/sessions/conv-1").json()
+    assert detail["user_id"] == "u1"  # the repeated start changed nothing
+    assert detail["duration_minutes"] == 75
+    assert detail["metadata"] == {"endpoint": "/api/convos"}
+    from otel_analytics import session_trace_id
+
+    assert detail["trace_id"] == format(session_trace_id("conv-1"), "032x")
+    unknown = c.post("/v1/track/session/end", json={"session_id": "nope", "end_time": T0})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == "not_found"
+
+
+def test_money_test_vectors(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    start(c, "conv-new-session")
+    for parts in ({"ai_tokens_cost_mc": 4500}, {"compute_time_cost_mc": 8400}):
+        costs = {"ai_tokens_cost_mc": 0, "db_ops_cost_mc": 0, "api_calls_cost_mc": 0, "compute_time_cost_mc": 0} | parts
+        body = {
+            "session_id": "conv-new-session",
+            "user_id": "u1",
+            "type": "cost-event",
+            "timestamp": T0,
+            "costs": costs,
+        }
+        assert c.post("/v1/track/interaction", json=body).status_code == 202
+    end = c.post("/v1/track/session/end", json={"session_id": "conv-new-session", "end_time": T0}).json()
+    assert end["total_cost"] == {"micro_cents": 12900, "display": "$0.1290", "currency": "USD"}
+    # 1,000,000 prompt tokens of a model at $3/M = 300000 mc.
+    body = chat(
+        "conv-new-session", model_name="claude-3-5-sonnet-20241022", prompt_tokens=1_000_000, completion_tokens=0
+    )
+    assert c.post("/v1/track/interaction", json=body).status_code == 202
+    rows = c.get("/v1/sessions/conv-new-session/interactions", params={"type": "chat"}).json()["interactions"]
+    assert rows[0]["total_cost"] == {"micro_cents": 300000, "display": "$3.0000", "currency": "USD"}
+    assert rows[0]["cost_breakdown"]["ai_tokens"]["micro_cents"] == 300000
+    assert rows[0]["token_count"] == 1_000_000
+    pricing = local_tracker.rows(
+        "SELECT provider, token_kind, usd_per_million FROM pricing "
+        "WHERE model = 'claude-3-5-sonnet-20241022' ORDER BY token_kind"
+    )
+    assert ("anthropic", "input", 3.0) in pricing
+    assert ("anthropic", "output", 15.0) in pricing
+
+
+def test_unknown_model_costs_zero_and_is_flagged(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    assert c.post("/v1/track/interaction", json=chat(model_name="our-private-llm")).status_code == 202
+    (row,) = c.get("/v1/sessions/conv-1/interactions").json()["interactions"]
+    assert row["total_cost"]["micro_cents"] == 0
+    assert row["metadata"]["pricing"] == "unknown_model"
+
+
+def test_interaction_of_an_unknown_session_creates_it(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    assert c.post("/v1/track/interaction", json=chat("session-1700000000000-abcdefghi", "u7")).status_code == 202
+    session = c.get("/v1/sessions/session-1700000000000-abcdefghi").json()
+    assert (session["user_id"], session["total_interactions"]) == ("u7", 1)
+    assert session["start_time"] == "2026-11-29T10:05:00.000Z"
+
+
+def test_idempotency_key_stores_one_row(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    ids = {
+        c.post("/v1/track/interaction", json=chat(), headers={"Idempotency-Key": "k1"}).json()["interaction_id"]
+        for _ in range(3)
+    }
+    assert len(ids) == 1
+    batch = {
+        "interactions": [
+            chat(metadata={"span_id": "s1"}),
+            chat(metadata={"span_id": "s1"}),
+            chat(metadata={"span_id": "s2"}),
+        ]
+    }
+    assert c.post("/v1/track/interaction/batch", json=batch).status_code == 202
+    assert c.post("/v1/track/interaction/batch", json=batch).status_code == 202
+    assert local_tracker.rows("SELECT COUNT(*) FROM interactions") == [(3,)]
+    assert c.get("/v1/sessions/conv-1").json()["total_interactions"] == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "details"),
+    [
+        (
+            {k: v for k, v in chat().items() if k != "session_id"},
+            "Missing required field: session_id",
+            {"field": "session_id"},
+        ),
+        (
+            chat(type="x"),
+            "Invalid interaction type: x",
+            {"field": "type", "value": "x", "allowed_values": ["chat", "db", "api", "cost-event"]},
+        ),
+        (
+            {k: v for k, v in chat().items() if k != "model_name"},
+            "model_name required for chat interactions",
+            {"field": "model_name", "type": "chat"},
+        ),
+        (chat(prompt_tokens=-1), "Invalid prompt_tokens: must be an integer >= 0", {"field": "prompt_tokens"}),
+        (chat(prompt_tokens="12"), "Invalid prompt_tokens: must be an integer >= 0", {"field": "prompt_tokens"}),
+        (chat(prompt_tokens=1.5), "Invalid prompt_tokens: must be an integer >= 0", {"field": "prompt_tokens"}),
+        (chat(type="db", db_read_ops=1), "Invalid prompt_tokens: only for chat interactions", None),
+        (chat(api_call_count=0), "Invalid api_call_count: must be an integer >= 1", None),
+        (chat(timestamp="yesterday"), "Invalid timestamp: must be an ISO-8601 UTC timestamp", None),
+        (chat(timestamp="2026-11-29T10:00:00"), "Invalid timestamp: the timestamp needs a time zone (Z for UTC)", None),
+        (chat(timestamp="1970-01-01T00:00:00Z"), "Invalid timestamp: out of range (2000 to 2099)", None),
+        (chat(session_id="x" * 257), "Invalid session_id: longer than 256 characters", None),
+        (chat(status="done"), "Invalid status: done", None),
+        (chat(costs={"ai_tokens_cost_mc": -1}), "Invalid ai_tokens_cost_mc: must be an integer >= 0", None),
+        (chat(costs={"tip_mc": 1}), "Unknown field: tip_mc", None),
+        (chat(metadata=[1]), "Invalid metadata: must be a JSON object", None),
+        (chat(extra_field=1), "Unknown field: extra_field", None),
+        ([chat()], "Request body must be a JSON object", None),
+    ],
+)
+def test_validation_errors_use_the_contract_body(
+    local_tracker: LocalTracker, body: Any, message: str, details: dict[str, Any] | None
+) -> None:
+    answer = local_tracker.client.post("/v1/track/interaction", json=body)
+    assert answer.status_code == 400
+    payload = answer.json()
+    assert payload["error"] == "invalid_request"
+    assert payload["message"] == message
+    if details is not None:
+        assert payload["details"] == details
+    assert local_tracker.rows("SELECT COUNT(*) FROM interactions") == [(0,)]
+
+
+def test_malformed_and_oversized_bodies(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    for raw in (b"{not json", b'{"session_id": NaN}', b"[" * 100_000 + b"]" * 100_000):
+        answer = c.post("/v1/track/session/start", content=raw, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400, raw[:20]
+        assert answer.json()["error"] == "invalid_request"
+    huge = c.post("/v1/track/interaction", json=chat(metadata={"blob": "x" * (2 << 20)}))
+    assert huge.status_code == 413
+    assert huge.json()["error"] == "payload_too_large"
+
+    def chunks() -> Any:  # no Content-Length: the limit still holds while reading
+        for _ in range(40):
+            yield b"x" * 65536
+
+    assert c.post("/v1/track/interaction", content=chunks()).status_code == 413
+
+
+def test_batch_is_all_or_nothing(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    bad = c.post("/v1/track/interaction/batch", json={"interactions": [chat(), chat(prompt_tokens=-5)]})
+    assert bad.status_code == 400
+    assert bad.json()["details"]["index"] == 1
+    assert bad.json()["message"].startswith("interactions[1]: ")
+    assert local_tracker.rows("SELECT COUNT(*) FROM interactions") == [(0,)]
+    for items in ([], [chat()] * 101):
+        assert c.post("/v1/track/interaction/batch", json={"interactions": items}).status_code == 400
+    good = c.post("/v1/track/interaction/batch", json={"interactions": [chat(), chat("conv-2", "u2")]})
+    assert good.status_code == 202
+    assert good.json()["count"] == 2
+    assert local_tracker.rows("SELECT COUNT(*) FROM sessions") == [(2,)]
+
+
+def test_unknown_routes_and_methods_answer_contract_bodies(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    missing = c.get("/v2/nothing")
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    wrong = c.get("/v1/track/interaction")
+    assert (wrong.status_code, wrong.json()["error"]) == (405, "invalid_request")
+
+
+def test_health(local_tracker: LocalTracker) -> None:
+    body = local_tracker.client.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["database"]["status"] == "connected"
+    assert body["database"]["latency_ms"] >= 0
+
+
+def test_token_auth_and_user_scoped_reads(tmp_path: Any) -> None:
+    tracker = LocalTracker(
+        str(tmp_path / "a.db"), token="admin-token", user_tokens={"alice-token": "alice", "bob-token": "bob"}
+    )
+    try:
+        c = tracker.client
+        assert c.get("/health").status_code == 200  # no auth on health
+        for path, method in (
+            ("/v1/track/session/start", "POST"),
+            ("/v1/sessions", "GET"),
+            ("/v1/stats/summary", "GET"),
+            ("/v1/traces", "POST"),
+        ):
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "admin-token"}):
+                answer = c.request(method, path, headers=headers, json={})
+                assert answer.status_code == 401, (path, headers)
+                assert answer.json()["error"] == "unauthorized"
+        admin = {"Authorization": "Bearer admin-token"}
+        for user in ("alice", "bob"):
+            assert (
+                c.post(
+                    "/v1/track/session/start",
+                    headers=admin,
+                    json={"session_id": f"conv-{user}", "user_id": user, "start_time": T0},
+                ).status_code
+                == 201
+            )
+            assert c.post("/v1/track/interaction", headers=admin, json=chat(f"conv-{user}", user)).status_code == 202
+        alice = {"Authorization": "Bearer alice-token"}
+        assert c.post("/v1/track/interaction", headers=alice, json=chat("conv-alice", "alice")).status_code == 401
+        listed = c.get("/v1/sessions", headers=alice, params={"user_id": "bob"}).json()
+        assert [s["id"] for s in listed["data"]] == ["conv-alice"]
+        assert c.get("/v1/sessions/conv-bob", headers=alice).status_code == 404
+        assert c.get("/v1/sessions/conv-bob/interactions", headers=alice).status_code == 404
+        assert c.get("/v1/sessions/conv-alice", headers=alice).status_code == 200
+        summary = c.get("/v1/stats/summary", headers=alice, params={"user_id": "bob"}).json()
+        assert (summary["total_sessions"], summary["total_interactions"]) == (1, 1)
+        daily = c.get(
+            "/v1/stats/daily",
+            headers=alice,
+            params={"start_date": "2026-11-01", "end_date": "2026-11-30", "user_id": "bob"},
+        ).json()
+        assert [d["interactions_count"] for d in daily["daily_stats"]] == [1]
+        by_user = c.get("/v1/stats/by-user", headers=alice).json()
+        assert [u["user_id"] for u in by_user["users"]] == ["alice"]
+        everyone = c.get("/v1/stats/by-user", headers=admin).json()
+        assert sorted(u["user_id"] for u in everyone["users"]) == ["alice", "bob"]
+    finally:
+        tracker.close()
+
+
+def test_sessions_filters_sort_and_pagination(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    for n in range(7):
+        body = {"session_id": f"conv-{n}", "user_id": "u1" if n % 2 else "u2", "start_time": f"2026-11-2{n}T10:00:00Z"}
+        assert c.post("/v1/track/session/start", json=body).status_code == 201
+        for _ in range(n):
+            assert c.post("/v1/track/interaction", json=chat(f"conv-{n}", body["user_id"])).status_code == 202
+    c.post("/v1/track/session/end", json={"session_id": "conv-3", "end_time": "2026-11-23T10:30:00Z"})
+    page = c.get("/v1/sessions", params={"limit": 3, "offset": 0}).json()
+    assert [s["id"] for s in page["data"]] == ["conv-6", "conv-5", "conv-4"]
+    assert page["pagination"] == {"total": 7, "limit": 3, "offset": 0, "has_more": True}
+    last = c.get("/v1/sessions", params={"limit": 3, "offset": 6}).json()
+    assert [s["id"] for s in last["data"]] == ["conv-0"]
+    assert last["pagination"]["has_more"] is False
+    by_cost = c.get("/v1/sessions", params={"sort": "total_cost_desc", "limit": 2}).json()["data"]
+    assert [s["id"] for s in by_cost] == ["conv-6", "conv-5"]
+    assert by_cost[0]["total_cost"]["micro_cents"] == 6 * 350
+    mine = c.get("/v1/sessions", params={"user_id": "u1", "sort": "start_time_asc"}).json()["data"]
+    assert [s["id"] for s in mine] == ["conv-1", "conv-3", "conv-5"]
+    window = c.get(
+        "/v1/sessions", params={"start_time_min": "2026-11-22T00:00:00Z", "start_time_max": "2026-11-24T00:00:00Z"}
+    ).json()["data"]
+    assert sorted(s["id"] for s in window) == ["conv-2", "conv-3"]
+    active = c.get("/v1/sessions", params={"active_only": "true"}).json()["pagination"]["total"]
+    assert active == 6
+    ended = c.get("/v1/sessions/conv-3").json()
+    assert ended["duration_minutes"] == 30
+    for params in (
+        {"limit": 0},
+        {"limit": 101},
+        {"offset": -1},
+        {"sort": "random"},
+        {"active_only": "maybe"},
+        {"start_time_min": "tuesday"},
+    ):
+        answer = c.get("/v1/sessions", params=params)
+        assert answer.status_code == 400, params
+        assert answer.json()["error"] == "invalid_request"
+
+
+def test_stats(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    start(c, "conv-a", "u1")
+    start(c, "conv-b", "u2")
+    c.post("/v1/track/interaction", json=chat("conv-a", "u1"))
+    c.post("/v1/track/interaction", json=chat("conv-a", "u1", timestamp="2026-11-30T09:00:00Z"))
+    c.post("/v1/track/interaction", json=chat("conv-b", "u2"))
+    summary = c.get("/v1/stats/summary").json()
+    assert summary["total_sessions"] == 2
+    assert summary["total_interactions"] == 3
+    assert summary["unique_users"] == 2
+    assert summary["total_cost"]["micro_cents"] == 1050
+    assert summary["avg_cost_per_session"]["micro_cents"] == 525
+    assert summary["avg_interactions_per_session"] == 1.5
+    assert summary["cost_breakdown"]["ai_tokens"]["micro_cents"] == 1050
+    daily = c.get("/v1/stats/daily", params={"start_date": "2026-11-29", "end_date": "2026-11-30"}).json()
+    assert [(d["date"], d["interactions_count"], d["sessions_count"]) for d in daily["daily_stats"]] == [
+        ("2026-11-29", 2, 2),
+        ("2026-11-30", 1, 1),
+    ]
+    one_day = c.get("/v1/stats/daily", params={"start_date": "2026-11-30", "end_date": "2026-11-30"}).json()
+    assert len(one_day["daily_stats"]) == 1
+    by_user = c.get("/v1/stats/by-user").json()["users"]
+    assert [(u["user_id"], u["interactions_count"]) for u in by_user] == [("u1", 2), ("u2", 1)]
+    assert c.get("/v1/stats/daily").status_code == 400  # dates are required
+    wrong = c.get("/v1/stats/summary", params={"start_date": "2026-12-01", "end_date": "2026-11-01"})
+    assert wrong.json()["message"] == "Invalid date range: start_date must be before end_date"
+
+
+def test_sql_metacharacters_are_just_data(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    nasty = "conv'; DROP TABLE sessions; --"
+    assert c.post("/v1/track/interaction", json=chat(nasty, "u' OR '1'='1")).status_code == 202
+    assert c.get(f"/v1/sessions/{nasty}").json()["user_id"] == "u' OR '1'='1"
+    assert c.get("/v1/sessions", params={"user_id": "u' OR '1'='1"}).json()["pagination"]["total"] == 1
+    assert c.get("/v1/sessions", params={"user_id": "x' OR '1'='1"}).json()["pagination"]["total"] == 0
+
+
+def test_store_migrations_are_versioned_and_idempotent(tmp_path: Any) -> None:
+    from otel_analytics.tracker.store import Store
+
+    path = str(tmp_path / "m.db")
+    Store(path).close()
+    Store(path).close()  # applying again changes nothing
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"sessions", "interactions", "pricing"} <= tables
