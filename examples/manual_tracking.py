@@ -77,6 +77,7 @@ async def conversation(session_id: str, user_id: str, turns: int) -> None:
 
 
 async def main() -> None:
+    random.seed(7)  # the same demo output every run
     handle = oa.configure(service_name="manual-tracking-demo")
     await asyncio.gather(
         conversation("conv-trip-paris", "alice", turns=2),

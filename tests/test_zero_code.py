@@ -70,3 +70,22 @@ def test_console_exporter_and_analytics_exporters_joining(tmp_path: Path) -> Non
         spans.append(span)
         text = text[end:].strip()
     assert sorted(span["name"] for span in spans) == ["chat gpt-4o-mini", "db"]
+
+
+def test_analytics_tracker_exporter_by_name(tmp_path: Path) -> None:
+    from tests.fake_tracker import FakeTracker
+
+    fake = FakeTracker()
+    try:
+        result = _instrument(
+            tmp_path,
+            OTEL_TRACES_EXPORTER="analytics_tracker",
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+            ANALYTICS_TRACKER_URL=fake.url,
+        )
+        assert result.returncode == 0, result.stderr
+        assert sorted(i["type"] for i in fake.interactions) == ["chat", "db"]
+        assert list(fake.sessions) == ["conv-zero"]
+    finally:
+        fake.close()
