@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .asgi import AnalyticsMiddleware, RouteRule, instrument_app
     from .client import health_check, track_api_call, track_db_operation, track_interaction
     from .configuration import AnalyticsHandle, configure
     from .errors import AnalyticsError, ConfigurationError
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from .sessions import end_session, session, start_session
 
 _EXPORTS = {
+    "AnalyticsMiddleware": "asgi",
+    "RouteRule": "asgi",
+    "instrument_app": "asgi",
     "AnalyticsError": "errors",
     "AnalyticsHandle": "configuration",
     "ConfigurationError": "errors",
@@ -44,12 +48,15 @@ _EXPORTS = {
 __all__ = [
     "AnalyticsError",
     "AnalyticsHandle",
+    "AnalyticsMiddleware",
     "ConfigurationError",
     "Recording",
+    "RouteRule",
     "__version__",
     "configure",
     "end_session",
     "health_check",
+    "instrument_app",
     "interaction",
     "session",
     "session_root_span_id",

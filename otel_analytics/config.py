@@ -87,6 +87,33 @@ def _parse_url(name: str, raw: str) -> str:
     return value
 
 
+def _parse_positive_int(name: str, raw: str | int) -> int:
+    value = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+    if isinstance(raw, str) and raw.strip().isdigit():
+        value = int(raw.strip())
+    if value is None or value <= 0:
+        raise ConfigurationError(f"{name}={raw!r} is not valid; accepted values: a positive integer.")
+    return value
+
+
+def _parse_routes(name: str, raw: Any) -> Any:
+    from .asgi.rules import RouteRule, parse_rules
+
+    if isinstance(raw, str):
+        return parse_rules(name, raw)
+    rules = tuple(raw)
+    if not all(isinstance(rule, RouteRule) for rule in rules):
+        raise ConfigurationError(f"{name} must be a string of rules or a sequence of RouteRule.")
+    return rules
+
+
+def _parse_header(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if not value or any(c.isspace() or c == ":" for c in value):
+        raise ConfigurationError(f"{name}={raw!r} is not valid; accepted values: an HTTP header name.")
+    return value
+
+
 def _parse_text(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -162,6 +189,18 @@ _PARAMS: dict[str, _Param] = {
         "TOML or JSON price overrides (USD per 1M tokens).",
     ),
     "service_name": _Param(("OTEL_SERVICE_NAME",), _parse_text, None, "service.name of a provider we build."),
+    "routes": _Param(
+        ("ANALYTICS_ROUTES",), _parse_routes, None, "Middleware route rules; unset: LibreChat-shaped defaults."
+    ),
+    "user_header": _Param(
+        ("ANALYTICS_USER_HEADER",), _parse_header, "x-user-id", "Request header the middleware reads the user from."
+    ),
+    "session_header": _Param(
+        ("ANALYTICS_SESSION_HEADER",), _parse_header, "x-session-id", "Request header with the session id."
+    ),
+    "inspect_bytes": _Param(
+        ("ANALYTICS_INSPECT_BYTES",), _parse_positive_int, 1 << 20, "Most bytes of a body the middleware reads."
+    ),
 }
 
 
@@ -181,6 +220,10 @@ class Settings:
     flush_timeout_s: float = 5.0
     pricing_file: str | None = None
     service_name: str | None = None
+    routes: tuple[Any, ...] | None = None
+    user_header: str = "x-user-id"
+    session_header: str = "x-session-id"
+    inspect_bytes: int = 1 << 20
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -64,6 +64,7 @@ class Runtime:
     """The provider's sampler, asked once per session for the session's sampling decision."""
     can_pin_ids: bool
     """Whether session root spans get their derived span id (needs an SDK provider)."""
+    provider: trace.TracerProvider
 
     @classmethod
     def build(cls, settings: Settings, provider: trace.TracerProvider) -> Runtime:
@@ -75,7 +76,7 @@ class Runtime:
             if not isinstance(tracer.id_generator, PinnableIdGenerator):
                 tracer.id_generator = PinnableIdGenerator(tracer.id_generator)
         sampler = provider.sampler if isinstance(provider, SdkTracerProvider) else None
-        return cls(settings, tracer, PriceBook(settings.pricing_file), sampler, can_pin)
+        return cls(settings, tracer, PriceBook(settings.pricing_file), sampler, can_pin, provider)
 
 
 _lock = threading.Lock()

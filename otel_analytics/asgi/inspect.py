@@ -1,0 +1,163 @@
+"""Incremental, bounded reading of response bodies for model and usage.
+
+The middleware forwards every chunk first and only then hands it here. Nothing here can change
+what the client receives, and every inspector stops looking (never failing) past its byte cap.
+
+- JSON (``application/json``): the body is kept up to the cap and parsed once at the end.
+- SSE (``text/event-stream``): complete lines are scanned with a cheap byte pre-filter and only
+  the events that can carry something we need (``"usage"``, the first ``"model"``, a finish
+  reason) are decoded, so a 20-chunk stream costs one or two ``json.loads``.
+- gzip/deflate bodies are decompressed within the same cap; other encodings are not inspected.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from ..usage import Usage, usage_from_response
+
+DEFAULT_CAP = 1 << 20
+_USAGE = b'"usage"'
+_MODEL = b'"model"'
+_FINISH = (b'"finish_reason":"', b'"finish_reason": "', b'"stop_reason":"', b'"stop_reason": "')
+
+
+def _loads(raw: bytes | bytearray) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+class JsonInspector:
+    __slots__ = ("_body", "_cap", "_overflow")
+
+    def __init__(self, cap: int) -> None:
+        self._body = bytearray()
+        self._cap = cap
+        self._overflow = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self._overflow:
+            return
+        if len(self._body) + len(chunk) > self._cap:
+            self._overflow = True
+            self._body.clear()
+            return
+        self._body += chunk
+
+    def result(self) -> tuple[Usage | None, Any]:
+        """Usage (or ``None``) and the parsed document (for session ids in a session start)."""
+        if self._overflow or not self._body:
+            return None, None
+        document = _loads(self._body)
+        return (usage_from_response(document) if isinstance(document, dict) else None), document
+
+
+class SseInspector:
+    __slots__ = ("_cap", "_skipping", "_tail", "usage")
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._tail = bytearray()
+        self._skipping = False
+        self.usage = Usage()
+
+    def feed(self, chunk: bytes) -> None:
+        newline = chunk.rfind(b"\n")
+        if newline < 0:  # no line ends here: keep the partial line, within the cap
+            if not self._skipping:
+                self._tail += chunk
+                if len(self._tail) > self._cap:
+                    self._tail.clear()
+                    self._skipping = True  # an enormous line: ignore it up to its end
+            return
+        if self._tail or self._skipping:
+            block = bytes(self._tail) + chunk[: newline + 1]
+            self._tail.clear()
+            if self._skipping:
+                block = block[block.find(b"\n") + 1 :]
+                self._skipping = False
+        else:
+            block = chunk if newline == len(chunk) - 1 else chunk[: newline + 1]
+        if newline < len(chunk) - 1:
+            self._tail += chunk[newline + 1 :]
+            if len(self._tail) > self._cap:
+                self._tail.clear()
+                self._skipping = True
+        if self._wanted(block):
+            self._scan(block)
+
+    def _wanted(self, block: bytes) -> bool:
+        if _USAGE in block:
+            return True
+        if self.usage.response_model is None and _MODEL in block:
+            return True
+        return any(marker in block for marker in _FINISH)
+
+    def _scan(self, block: bytes) -> None:
+        for line in block.split(b"\n"):
+            if not line.startswith(b"data:") or not self._wanted(line):
+                continue
+            event = _loads(line[5:].strip())
+            if isinstance(event, dict):
+                found = usage_from_response(event)
+                if found is not None:
+                    self.usage.merge(found)
+
+    def result(self) -> tuple[Usage | None, Any]:
+        if self._tail and not self._skipping and self._wanted(bytes(self._tail)):
+            self._scan(bytes(self._tail))  # a last event without its newline
+        return self.usage, None
+
+
+class Decompressing:
+    """gzip/deflate in front of another inspector, within the same output cap."""
+
+    __slots__ = ("_inner", "_left", "_zlib")
+
+    def __init__(self, inner: JsonInspector | SseInspector, cap: int) -> None:
+        self._inner = inner
+        self._zlib: Any = zlib.decompressobj(wbits=47)  # gzip or zlib, detected from the header
+        self._left = cap
+
+    def feed(self, chunk: bytes) -> None:
+        if self._zlib is None:
+            return
+        try:
+            out = self._zlib.decompress(chunk, self._left + 1)
+        except zlib.error:
+            self._zlib = None
+            return
+        self._left -= len(out)
+        if self._left < 0:
+            self._zlib = None  # past the cap: stop looking
+            return
+        if out:
+            self._inner.feed(out)
+
+    def result(self) -> tuple[Usage | None, Any]:
+        return self._inner.result()
+
+
+Inspector = JsonInspector | SseInspector | Decompressing
+
+
+def inspector_for(content_type: bytes, content_encoding: bytes, cap: int = DEFAULT_CAP) -> Inspector | None:
+    """An inspector for a response, or ``None`` when nothing in it can be read."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    inner: JsonInspector | SseInspector
+    if media == b"text/event-stream":
+        inner = SseInspector(cap)
+    elif media == b"application/json" or media.endswith(b"+json"):
+        inner = JsonInspector(cap)
+    else:
+        return None
+    encoding = content_encoding.strip().lower()
+    if not encoding or encoding == b"identity":
+        return inner
+    if encoding in (b"gzip", b"deflate", b"x-gzip"):
+        return Decompressing(inner, cap)
+    return None

@@ -1,0 +1,475 @@
+"""``AnalyticsMiddleware``: one line gives an ASGI chat backend per-conversation analytics.
+
+Pure ASGI, with a fresh per-request object (:class:`_Exchange`) that owns all request state;
+nothing about a request is stored on the middleware. For a request that a route rule marks:
+
+- The request body is read ahead up to a small cap (for the session id and the requested model)
+  and replayed to the app message for message, so the app receives exactly the same messages.
+- The interaction span starts before the app runs; the session is set in context for the app, so
+  ``oa.*`` calls inside it join the conversation.
+- Every response message is forwarded first, unchanged and at once; only then is a bounded copy
+  handed to an incremental JSON/SSE inspector. The span ends with the last body message, or when
+  the client disconnects (recorded as such).
+- Exceptions from the app mark the span and propagate unchanged; errors inside analytics are
+  logged once and swallowed. Other requests, WebSocket and lifespan scopes pass straight through.
+
+HTTP server spans: an app already instrumented (an outer OpenTelemetry middleware, or the
+FastAPI/Starlette instrumentors, including through ``opentelemetry-instrument``) keeps its own;
+otherwise ``opentelemetry-instrumentation-asgi``'s middleware is applied around the analytics
+layer with its per-message send/receive spans off. Either way the server span and the interaction
+span are linked both ways (they live in different traces: the request's and the session's).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import string
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry import trace
+
+from .. import attributes as attrs
+from .. import runtime as _runtime
+from .._guard import internal_errors, warn_once
+from ..context import ANONYMOUS_USER, SessionRef, current_session
+from ..recording import Recording
+from ..runtime import Runtime
+from ..sessions import end_session, start_session
+from .inspect import Inspector, inspector_for
+from .rules import DEFAULT_RULES, RouteRule, match
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[Message], Any]
+ASGIApp = Callable[[Scope, Receive, Send], Any]
+UserIdGetter = Callable[[Scope], "str | None"]
+
+_logger = logging.getLogger("otel_analytics")
+_READ_AHEAD_CAP = 64 * 1024
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_SESSION_KEYS = ("conversationId", "conversation_id", "session_id", "sessionId")
+_QUERY_KEYS = {"conversationId", "conversation_id", "session_id"}
+
+
+def _fallback_session_id() -> str:
+    """The existing integration's fallback: ``session-<ms>-<9 base36 chars>``."""
+    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=9))
+    return f"session-{int(time.time() * 1000)}-{suffix}"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= 256 else None
+
+
+def _user_of(scope: Scope) -> str | None:
+    """A user id from ``scope["user"]`` (Starlette's AuthenticationMiddleware and the like)."""
+    user = scope.get("user")
+    if user is None:
+        return None
+    if isinstance(user, Mapping):
+        return _text(str(user.get("id") or user.get("_id") or "")) or None
+    for attribute in ("id", "_id", "identity"):
+        try:
+            value = getattr(user, attribute, None)
+        except Exception:  # Starlette's BaseUser.identity raises NotImplementedError
+            value = None
+        if value is not None and not callable(value):
+            return _text(str(value))
+    if getattr(user, "is_authenticated", False):
+        return _text(getattr(user, "display_name", None))
+    return None
+
+
+class AnalyticsMiddleware:
+    """Wrap an ASGI app: ``app = AnalyticsMiddleware(app)``.
+
+    Args:
+        app: the ASGI application.
+        rules: route rules (default: ``ANALYTICS_ROUTES``, else LibreChat-shaped defaults).
+        user_id: a callable ``scope -> user id | None`` tried before ``scope["user"]`` and the header.
+        user_header: request header with the user id (default ``ANALYTICS_USER_HEADER``, x-user-id).
+        session_header: request header with the session id (``ANALYTICS_SESSION_HEADER``, x-session-id).
+        server_span: ``None`` (auto), ``True`` (always add the HTTP server span), ``False`` (never).
+        inspect_bytes: most bytes of one body inspected (``ANALYTICS_INSPECT_BYTES``, 1 MiB).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        rules: tuple[RouteRule, ...] | list[RouteRule] | None = None,
+        user_id: UserIdGetter | None = None,
+        user_header: str | None = None,
+        session_header: str | None = None,
+        server_span: bool | None = None,
+        inspect_bytes: int | None = None,
+    ) -> None:
+        self.app = app
+        self._rules = tuple(rules) if rules is not None else None
+        self._user_id = user_id
+        self._user_header = user_header.lower().encode() if user_header else None
+        self._session_header = session_header.lower().encode() if session_header else None
+        self._server_span = server_span
+        self._inspect_bytes = inspect_bytes
+        self._with_server_span: tuple[object, ASGIApp] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # websocket, lifespan: untouched
+            return
+        runtime = _runtime.current()
+        if not runtime.settings.enabled:
+            await self.app(scope, receive, send)
+            return
+        if self._needs_server_span():
+            await self._server_span_app(runtime)(scope, receive, send)
+        else:
+            await self._analytics(scope, receive, send)
+
+    def _needs_server_span(self) -> bool:
+        if self._server_span is not None:
+            return self._server_span
+        if trace.get_current_span().get_span_context().is_valid:
+            return False  # an outer instrumentation made the server span
+        return not _instrumented(self.app)
+
+    def _server_span_app(self, runtime: Runtime) -> ASGIApp:
+        cached = self._with_server_span
+        if cached is not None and cached[0] is runtime.provider:
+            return cached[1]
+        try:
+            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+        except ImportError:
+            warn_once(
+                "asgi:contrib",
+                "otel-analytics: no HTTP server span (install 'otel-analytics[asgi]' for "
+                "one); analytics spans are recorded all the same.",
+            )
+            wrapped: ASGIApp = self._analytics
+        else:
+            wrapped = OpenTelemetryMiddleware(
+                self._analytics,
+                exclude_spans=["receive", "send"],
+                tracer_provider=runtime.provider,
+            )  # type: ignore[assignment]
+        self._with_server_span = (runtime.provider, wrapped)
+        return wrapped
+
+    async def _analytics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = _runtime.current()
+        settings = runtime.settings
+        rules = self._rules if self._rules is not None else (settings.routes or DEFAULT_RULES)
+        found = match(rules, scope.get("method", "GET"), scope.get("path", "/"))
+        if found is None or found[0].kind == "ignore":
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange(self, runtime, scope, found[0], found[1])
+        await exchange.run(receive, send)
+
+    # Options resolved against the settings, per request (cheap attribute reads).
+    def user_header(self, runtime: Runtime) -> bytes:
+        return self._user_header or runtime.settings.user_header.encode()
+
+    def session_header(self, runtime: Runtime) -> bytes:
+        return self._session_header or runtime.settings.session_header.encode()
+
+    def inspect_bytes(self, runtime: Runtime) -> int:
+        return self._inspect_bytes or runtime.settings.inspect_bytes
+
+
+def _instrumented(app: Any) -> bool:
+    """Whether the app makes its own server span (FastAPI/Starlette instrumentors, contrib's middleware)."""
+    if getattr(app, "_is_instrumented_by_opentelemetry", False) is True:
+        return True
+    return type(app).__name__ == "OpenTelemetryMiddleware"
+
+
+class _Exchange:
+    """One request/response: all of its state, and the interaction or session event it records."""
+
+    __slots__ = (
+        "_body_document",
+        "_disconnected",
+        "_done",
+        "_inspector",
+        "_linked",
+        "_middleware",
+        "_pending",
+        "_receive",
+        "_recording",
+        "_request_model",
+        "_rule",
+        "_runtime",
+        "_scope",
+        "_send",
+        "_session",
+        "_session_id",
+        "_status",
+        "_stream",
+        "_user_id",
+        "params",
+    )
+
+    def __init__(
+        self, middleware: AnalyticsMiddleware, runtime: Runtime, scope: Scope, rule: RouteRule, params: dict[str, str]
+    ) -> None:
+        self._middleware = middleware
+        self._runtime = runtime
+        self._scope = scope
+        self._rule = rule
+        self.params = params
+        self._pending: list[Message] = []
+        self._recording: Recording | None = None
+        self._inspector: Inspector | None = None
+        self._status = 0
+        self._disconnected = False
+        self._done = False
+        self._linked = False
+        self._body_document: Any = None
+        self._request_model: str | None = None
+        self._stream = False
+        self._session: SessionRef | None = None
+        self._session_id: str | None = None
+        self._user_id = ANONYMOUS_USER
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        await self._read_ahead()
+        with internal_errors("asgi.start"):
+            self._start()
+        token = current_session.set(self._session) if self._session is not None else None
+        try:
+            await self._middleware.app(self._scope, self._replay_receive, self._forward_send)
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        finally:
+            if token is not None:
+                current_session.reset(token)
+            self._end(None)
+
+    # --- request -------------------------------------------------------------------------------
+    async def _read_ahead(self) -> None:
+        """Read a small JSON request body before the app runs; the app gets the same messages."""
+        scope = self._scope
+        if scope.get("method") not in _BODY_METHODS or not _is_json(scope):
+            return
+        size = 0
+        parts: list[bytes] = []
+        while True:
+            message = await self._receive()
+            self._pending.append(message)
+            if message["type"] != "http.request":
+                self._disconnected = message["type"] == "http.disconnect"
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > _READ_AHEAD_CAP:
+                return  # large: the rest flows to the app live, and we don't parse it
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                break
+        with internal_errors("asgi.request_body"):
+            try:
+                document = json.loads(b"".join(parts)) if parts else None
+            except (ValueError, RecursionError):
+                document = None
+            if isinstance(document, dict):
+                self._body_document = document
+                self._request_model = _text(document.get("model"))
+                self._stream = document.get("stream") is True
+
+    async def _replay_receive(self) -> Message:
+        if self._pending:
+            return self._pending.pop(0)
+        message: Message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self._disconnected = True
+        return message
+
+    def _start(self) -> None:
+        scope, runtime = self._scope, self._runtime
+        header_user, header_session = self._headers()
+        getter = self._middleware._user_id
+        user = None
+        if getter is not None:
+            try:
+                user = _text(getter(scope))
+            except Exception:
+                warn_once("asgi:user_id", "otel-analytics: the user_id callable raised; using the next source.")
+        self._user_id = user or _user_of(scope) or header_user or ANONYMOUS_USER
+        self._session_id = self._session_from_request(header_session)
+        kind = self._rule.kind
+        if kind in ("session_start", "session_end"):
+            return
+        if self._session_id is None:
+            self._session_id = _fallback_session_id()
+        self._session = SessionRef.of(self._session_id, self._user_id)
+        extra: dict[str, Any] = {attrs.GEN_AI_REQUEST_STREAM: True} if self._stream else {}
+        self._recording = Recording(
+            runtime,
+            kind,
+            session=self._session,
+            model=self._request_model if kind == "chat" else None,
+            metadata={"endpoint": scope.get("path", ""), "method": scope.get("method", "")},
+            attributes=extra,
+        )
+        self._linked = trace.get_current_span().get_span_context().is_valid
+
+    def _headers(self) -> tuple[str | None, str | None]:
+        user_header = self._middleware.user_header(self._runtime)
+        session_header = self._middleware.session_header(self._runtime)
+        user = session = None
+        for name, value in self._scope.get("headers", ()):
+            if name == user_header:
+                user = _text(value.decode("latin-1"))
+            elif name == session_header:
+                session = _text(value.decode("latin-1"))
+        return user, session
+
+    def _session_from_request(self, header_session: str | None) -> str | None:
+        document = self._body_document
+        if document is not None:
+            for key in _SESSION_KEYS:
+                found = _text(document.get(key))
+                if found:
+                    return found
+        found = RouteRule.session_from(self.params)
+        if found:
+            return _text(found)
+        query = self._scope.get("query_string", b"")
+        if query:
+            from urllib.parse import parse_qsl
+
+            for key, value in parse_qsl(query.decode("latin-1")):
+                if key in _QUERY_KEYS and _text(value):
+                    return str(value)
+        return header_session
+
+    # --- response ------------------------------------------------------------------------------
+    async def _forward_send(self, message: Message) -> None:
+        try:
+            await self._send(message)  # forward first: the client never waits for analytics
+        except OSError:
+            self._disconnected = True
+            self._end(None)
+            raise
+        with internal_errors("asgi.response"):
+            self._observe(message)
+
+    def _observe(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            if body and self._inspector is not None:
+                self._inspector.feed(body)
+            if not message.get("more_body", False):
+                self._end(None)
+        elif kind == "http.response.start":
+            self._status = message["status"]
+            content_type = content_encoding = b""
+            for name, value in message.get("headers", ()):
+                if name.lower() == b"content-type":
+                    content_type = value
+                elif name.lower() == b"content-encoding":
+                    content_encoding = value
+            if self._rule.kind in ("chat", "session_start"):
+                self._inspector = inspector_for(
+                    content_type, content_encoding, self._middleware.inspect_bytes(self._runtime)
+                )
+            if not self._linked and self._recording is not None:
+                self._link_inner_server_span()
+
+    def _link_inner_server_span(self) -> None:
+        """An app with its own instrumentation made its server span inside us: link it now."""
+        self._linked = True
+        assert self._recording is not None
+        assert self._session is not None
+        server = trace.get_current_span()
+        context = server.get_span_context()
+        if not context.is_valid or context.trace_id == self._session.trace_id:
+            return
+        self._recording.span.add_link(context)
+        if server.is_recording():
+            server.add_link(self._recording.span.get_span_context())
+            server.set_attribute(attrs.SESSION_ID, self._session.session_id)
+
+    def _end(self, exc: BaseException | None) -> None:
+        """Record the outcome once: on the last body message, a disconnect, an error or return."""
+        if self._done:
+            return
+        self._done = True
+        with internal_errors("asgi.end"):
+            usage, document = self._inspector.result() if self._inspector is not None else (None, None)
+            kind = self._rule.kind
+            if kind == "session_start":
+                self._session_started(document)
+                return
+            if kind == "session_end":
+                if 200 <= self._status < 300 and self._session_id:
+                    end_session(self._session_id, self._user_id)
+                return
+            recording = self._recording
+            if recording is None:
+                return
+            if usage is not None and (usage.reported or usage.response_model):
+                recording.record_usage(
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cache_read_tokens=usage.cache_read_tokens,
+                    cache_write_tokens=usage.cache_write_tokens,
+                    reasoning_tokens=usage.reasoning_tokens,
+                    model=usage.response_model,
+                    response_id=usage.response_id,
+                    finish_reasons=usage.finish_reasons,
+                )
+            if self._status >= 400:
+                recording.set_attribute(attrs.STATUS, "failed")
+                recording.set_attribute(attrs.ERROR_TYPE, str(self._status))
+            if exc is not None:
+                recording.finish(exc)
+            elif self._disconnected:
+                recording.finish(outcome="disconnected")
+            elif self._status == 0:
+                recording.finish(outcome="failed")  # the app returned without answering
+            else:
+                recording.finish()
+
+    def _session_started(self, document: Any) -> None:
+        if not 200 <= self._status < 300:
+            return
+        session_id = None
+        if isinstance(document, dict):
+            for key in (*_SESSION_KEYS, "id"):
+                session_id = _text(document.get(key))
+                if session_id:
+                    break
+        session_id = session_id or self._session_id
+        if session_id:
+            start_session(session_id, self._user_id, metadata={"endpoint": self._scope.get("path", "")})
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
+def instrument_app(app: Any, **options: Any) -> Any:
+    """Add analytics to an app: Starlette/FastAPI get it as middleware, others are wrapped.
+
+    Returns the app to serve (the same object for Starlette and FastAPI).
+    """
+    add_middleware = getattr(app, "add_middleware", None)
+    if callable(add_middleware):
+        add_middleware(AnalyticsMiddleware, **options)
+        return app
+    return AnalyticsMiddleware(app, **options)
