@@ -1,8 +1,9 @@
 """The main job, end to end on one machine: ``make demo``.
 
-Starts the local tracker on a free loopback port with a fresh database, runs an example program
-against it (the tracker exporter, chosen by environment only), prints the per-session report,
-stops the tracker and exits 0 (non-zero if any step failed).
+Starts the local tracker on a free loopback port with a fresh database, starts the example chat
+backend (``chat_app.py``, instrumented with one line, exporting to the tracker by environment
+only), sends it real HTTP traffic (conversations with JSON and streamed replies), stops it (which
+flushes), prints the per-session report and stops the tracker. Exits non-zero if any step failed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
-PROGRAM = HERE / "manual_tracking.py"
+USERS = {"alice": ["Plan a weekend in Paris", "What about the weather?"], "bob": ["Budget for a week in Rome?"]}
 
 
 def free_port() -> int:
@@ -28,40 +29,76 @@ def free_port() -> int:
         return port
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], path: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the tracker exited with {process.returncode}")
+            raise SystemExit(f"{url} exited with {process.returncode}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).json().get("status") == "ok":
-                return
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the tracker did not become healthy in time")
+            httpx.get(url + path, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not start in time")
+
+
+def traffic(app_url: str) -> None:
+    """Each user: a new conversation, JSON replies, one streamed reply, then the conversation deleted."""
+    with httpx.Client(base_url=app_url, timeout=30) as client:
+        for user, questions in USERS.items():
+            headers = {"X-User-Id": user}
+            conversation = client.post("/api/convos", headers=headers).raise_for_status().json()["conversationId"]
+            for n, text in enumerate(questions):
+                model = "gpt-4o" if n == 0 else "gpt-4o-mini"
+                body = {"conversationId": conversation, "model": model, "text": text}
+                reply = client.post("/api/messages", json=body, headers=headers).raise_for_status().json()
+                print(f"  {user} {conversation} {model}: {reply['usage']['total_tokens']} tokens (JSON)")
+            body = {"conversationId": conversation, "model": "gpt-4o-mini", "text": "Summarise", "stream": True}
+            with client.stream("POST", "/api/messages", json=body, headers=headers) as response:
+                chunks = sum(1 for line in response.iter_lines() if line.startswith("data:"))
+            print(f"  {user} {conversation} gpt-4o-mini: {chunks} SSE events (streamed)")
+            client.delete(f"/api/convos/{conversation}", headers=headers).raise_for_status()
 
 
 def main() -> int:
     cli = [sys.executable, "-m", "otel_analytics.cli"]
     with tempfile.TemporaryDirectory(prefix="otel-analytics-demo-") as workdir:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        database = os.path.join(workdir, "analytics.db")
-        tracker = subprocess.Popen([*cli, "tracker", "serve", "--port", str(port), "--db", database])
+        tracker_url = f"http://127.0.0.1:{free_port()}"
+        tracker = subprocess.Popen(
+            [
+                *cli,
+                "tracker",
+                "serve",
+                "--port",
+                tracker_url.rsplit(":", 1)[1],
+                "--db",
+                os.path.join(workdir, "analytics.db"),
+            ]
+        )
+        app = None
         try:
-            wait_healthy(url, tracker)
+            wait_ready(tracker_url, tracker, "/health")
             env = {k: v for k, v in os.environ.items() if not k.startswith(("ANALYTICS_", "OTEL_"))}
-            env.update(ANALYTICS_EXPORTERS="tracker", ANALYTICS_TRACKER_URL=url, OTEL_SERVICE_NAME="demo")
-            print(f"\n$ python {PROGRAM.relative_to(HERE.parent)}   (ANALYTICS_EXPORTERS=tracker)", flush=True)
-            subprocess.run([sys.executable, str(PROGRAM)], env=env, check=True)
+            env.update(ANALYTICS_EXPORTERS="tracker", ANALYTICS_TRACKER_URL=tracker_url, OTEL_BSP_SCHEDULE_DELAY="200")
+            app_port = free_port()
+            app_url = f"http://127.0.0.1:{app_port}"
+            print(f"\n$ python examples/chat_app.py --port {app_port}   (ANALYTICS_EXPORTERS=tracker)", flush=True)
+            app = subprocess.Popen([sys.executable, str(HERE / "chat_app.py"), "--port", str(app_port)], env=env)
+            wait_ready(app_url, app, "/docs")
+            traffic(app_url)
+            app.terminate()  # uvicorn shuts down gracefully: the app's lifespan flushes analytics
+            if app.wait(timeout=30) not in (0, -15):  # uvicorn re-raises SIGTERM after a clean shutdown
+                raise SystemExit(f"the chat app exited with {app.returncode}")
             print("\n$ otel-analytics report\n", flush=True)
-            subprocess.run([*cli, "report", "--url", url], check=True)
-            print("\n$ otel-analytics report --session conv-trip-paris\n", flush=True)
-            subprocess.run([*cli, "report", "--url", url, "--session", "conv-trip-paris"], check=True)
+            subprocess.run([*cli, "report", "--url", tracker_url], check=True)
+            sessions = httpx.get(f"{tracker_url}/v1/sessions", params={"user_id": "alice"}).json()["data"]
+            print(f"\n$ otel-analytics report --session {sessions[0]['id']}\n", flush=True)
+            subprocess.run([*cli, "report", "--url", tracker_url, "--session", sessions[0]["id"]], check=True)
         finally:
-            tracker.terminate()
-            tracker.wait(timeout=10)
+            for process in (app, tracker):
+                if process is not None and process.poll() is None:
+                    process.terminate()
+                    process.wait(timeout=10)
     return 0
 
 

@@ -5,9 +5,10 @@ import json
 import otel_analytics as oa
 from tests.helpers import run_python
 
-# The stable names of shared/design.md, plus the package's error types and id helpers.
-# AnalyticsMiddleware and instrument_app join with the ASGI middleware.
+# The stable names of shared/design.md, plus the package's error types, handle and id helpers.
 DESIGN_NAMES = {
+    "AnalyticsMiddleware",
+    "instrument_app",
     "configure",
     "session",
     "interaction",
@@ -28,6 +29,7 @@ def test_all_is_the_documented_surface() -> None:
         "AnalyticsHandle",
         "ConfigurationError",
         "Recording",
+        "RouteRule",
         "__version__",
         "session_root_span_id",
         "session_trace_id",

@@ -292,6 +292,6 @@ def test_make_demo_runs_the_main_job() -> None:
         timeout=120,
     )
     assert demo.returncode == 0, demo.stderr
-    assert "2 sessions, 13 interactions, 2 users" in demo.stdout
-    assert "conv-trip-paris" in demo.stdout
-    assert "claude-3-5-haiku-20241022" in demo.stdout
+    assert "2 sessions, 10 interactions, 2 users" in demo.stdout
+    assert "17 SSE events (streamed)" in demo.stdout
+    assert "gpt-4o-2024-08-06" in demo.stdout

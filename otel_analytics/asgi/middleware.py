@@ -196,6 +196,7 @@ class _Exchange:
         "_body_document",
         "_disconnected",
         "_done",
+        "_final_at",
         "_inspector",
         "_linked",
         "_middleware",
@@ -229,6 +230,7 @@ class _Exchange:
         self._status = 0
         self._disconnected = False
         self._done = False
+        self._final_at: int | None = None
         self._linked = False
         self._body_document: Any = None
         self._request_model: str | None = None
@@ -370,7 +372,12 @@ class _Exchange:
             if body and self._inspector is not None:
                 self._inspector.feed(body)
             if not message.get("more_body", False):
-                self._end(None)
+                if self._status >= 500:
+                    # A server error page may be followed by the exception itself (Starlette's
+                    # ServerErrorMiddleware): end when the app returns, timed to now.
+                    self._final_at = time.time_ns()
+                else:
+                    self._end(None)
         elif kind == "http.response.start":
             self._status = message["status"]
             content_type = content_encoding = b""
@@ -432,14 +439,15 @@ class _Exchange:
             if self._status >= 400:
                 recording.set_attribute(attrs.STATUS, "failed")
                 recording.set_attribute(attrs.ERROR_TYPE, str(self._status))
+            end_time = self._final_at
             if exc is not None:
-                recording.finish(exc)
+                recording.finish(exc, end_time=end_time)
             elif self._disconnected:
                 recording.finish(outcome="disconnected")
             elif self._status == 0:
                 recording.finish(outcome="failed")  # the app returned without answering
             else:
-                recording.finish()
+                recording.finish(end_time=end_time)
 
     def _session_started(self, document: Any) -> None:
         if not 200 <= self._status < 300:

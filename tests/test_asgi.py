@@ -1,0 +1,372 @@
+"""The middleware over the ASGI protocol: what it records, and that the app and client see no change."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+import otel_analytics as oa
+from otel_analytics import _guard
+from otel_analytics.asgi import AnalyticsMiddleware, RouteRule
+from otel_analytics.testing import CaptureAnalytics
+from tests.asgi_client import ReceiveLog, call
+from tests.chat_apps import build, gzipped
+
+pytestmark = pytest.mark.anyio
+USER = [(b"x-user-id", b"u1")]
+
+
+def chats(capture: CaptureAnalytics) -> list[dict[str, Any]]:
+    return capture.spans(type="chat")
+
+
+async def test_json_chat_records_model_usage_session_and_user(capture_analytics: CaptureAnalytics) -> None:
+    bare = await call(build(), "POST", "/api/messages", body=b'{"conversationId": "conv-1", "model": "gpt-4o-mini"}')
+    app = AnalyticsMiddleware(build(), server_span=False)
+    seen = await call(
+        app,
+        "POST",
+        "/api/messages",
+        headers=USER,
+        body=b'{"conversationId": "conv-1", "model": "gpt-4o-mini", "text": "hi"}',
+    )
+    assert seen.sent == bare.sent  # the client receives exactly the same messages
+    (span,) = chats(capture_analytics)
+    a = span["attributes"]
+    assert span["name"] == "chat gpt-4o-mini"
+    assert span["trace_id"] == format(oa.session_trace_id("conv-1"), "032x")
+    assert (a["session.id"], a["user.id"]) == ("conv-1", "u1")
+    assert a["gen_ai.request.model"] == "gpt-4o-mini"
+    assert a["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (1200, 80)
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 200
+    assert a["gen_ai.response.id"] == "chatcmpl-42"
+    assert a["analytics.cost.micro_cents"] == round(1000 * 0.015) + round(200 * 0.0075) + round(80 * 0.06)
+    assert json.loads(a["analytics.metadata"]) == {"endpoint": "/api/messages", "method": "POST"}
+
+
+async def test_the_app_receives_exactly_the_same_request_messages(capture_analytics: CaptureAnalytics) -> None:
+    parts = [b'{"conversationId": "conv-2", ', b'"model": "gpt-4o", ', b'"text": "' + b"x" * 70_000 + b'"}']
+    for body in (b'{"conversationId": "conv-2"}', parts, [b"not json at all"], [b"\xff\xfe\x00"]):
+        bare_log, wrapped_log = ReceiveLog(build()), ReceiveLog(build())
+        await call(bare_log, "POST", "/api/messages", body=body)
+        await call(AnalyticsMiddleware(wrapped_log, server_span=False), "POST", "/api/messages", body=body)
+        assert wrapped_log.messages == bare_log.messages
+        assert wrapped_log.app.state.recorder.request_bodies == bare_log.app.state.recorder.request_bodies
+
+
+async def test_large_request_is_replayed_and_the_rest_flows_live(capture_analytics: CaptureAnalytics) -> None:
+    # Over the read-ahead cap: nothing is parsed, but the app still gets every byte.
+    big = [b'{"conversationId": "conv-big", "text": "', b"y" * 100_000, b'"}']
+    app = build()
+    await call(AnalyticsMiddleware(app, server_span=False), "POST", "/api/messages", body=big, headers=USER)
+    assert app.state.recorder.request_bodies == [b"".join(big)]
+    (span,) = chats(capture_analytics)
+    assert span["attributes"]["session.id"].startswith("session-")  # not read: a fallback session
+
+
+async def test_sse_stream_with_a_usage_chunk(capture_analytics: CaptureAnalytics) -> None:
+    bare = await call(build(), "POST", "/api/messages", query=b"shape=sse", body=b"{}")
+    seen = await call(
+        AnalyticsMiddleware(build(), server_span=False),
+        "POST",
+        "/api/messages",
+        query=b"shape=sse",
+        body=b'{"conversationId": "conv-s", "model": "gpt-4o-mini", "stream": true}',
+    )
+    assert seen.sent == bare.sent
+    assert len(seen.sent) == 23  # start, 21 events, the empty last body: forwarded one by one
+    (span,) = chats(capture_analytics)
+    a = span["attributes"]
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (300, 19)
+    assert a["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+    assert a["gen_ai.response.finish_reasons"] == ("stop",)
+    assert a["gen_ai.request.stream"] is True
+    assert a["analytics.outcome"] == "completed"
+
+
+async def test_sse_stream_without_usage_marks_tokens_missing(capture_analytics: CaptureAnalytics) -> None:
+    await call(
+        AnalyticsMiddleware(build(), server_span=False),
+        "POST",
+        "/api/messages",
+        query=b"shape=sse-nousage",
+        body=b'{"conversationId": "conv-n", "model": "gpt-4o-mini", "stream": true}',
+    )
+    a = chats(capture_analytics)[0]["attributes"]
+    assert a["analytics.usage.status"] == "missing"
+    assert "gen_ai.usage.input_tokens" not in a
+    assert a["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+
+
+async def test_anthropic_stream(capture_analytics: CaptureAnalytics) -> None:
+    await call(
+        AnalyticsMiddleware(build(), server_span=False),
+        "POST",
+        "/api/messages",
+        query=b"shape=anthropic",
+        body=b'{"conversationId": "conv-a", "model": "claude-3-5-haiku-20241022", "stream": true}',
+    )
+    a = chats(capture_analytics)[0]["attributes"]
+    assert a["gen_ai.provider.name"] == "anthropic"
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (125, 15)
+    assert a["gen_ai.usage.cache_read.input_tokens"] == 100
+    assert a["gen_ai.response.finish_reasons"] == ("end_turn",)
+
+
+async def test_gzip_json_passes_untouched_and_is_still_read(capture_analytics: CaptureAnalytics) -> None:
+    body = b'{"conversationId": "conv-g", "model": "gpt-4o-mini"}'
+    headers = [(b"accept-encoding", b"gzip")]
+    bare = await call(gzipped(build()), "POST", "/api/messages", body=body, headers=headers)
+    seen = await call(
+        AnalyticsMiddleware(gzipped(build()), server_span=False), "POST", "/api/messages", body=body, headers=headers
+    )
+    assert seen.headers[b"content-encoding"] == b"gzip"
+    assert seen.body == bare.body
+    assert json.loads(gzip.decompress(seen.body))["id"] == "chatcmpl-42"
+    assert chats(capture_analytics)[0]["attributes"]["gen_ai.usage.output_tokens"] == 80
+
+
+@pytest.mark.parametrize("shape", ["text", "garbage", "wrong-types", "huge"])
+async def test_odd_bodies_pass_through_and_record_no_tokens(capture_analytics: CaptureAnalytics, shape: str) -> None:
+    body = b'{"conversationId": "conv-o", "model": "gpt-4o"}'
+    bare = await call(build(), "POST", "/api/messages", query=f"shape={shape}".encode(), body=body)
+    seen = await call(
+        AnalyticsMiddleware(build(), server_span=False, inspect_bytes=1 << 20),
+        "POST",
+        "/api/messages",
+        query=f"shape={shape}".encode(),
+        body=body,
+    )
+    assert seen.sent == bare.sent
+    a = chats(capture_analytics)[0]["attributes"]
+    assert a["analytics.usage.status"] == "missing"
+    assert a["gen_ai.request.model"] == "gpt-4o"  # the request's model is the fallback
+    assert a["analytics.outcome"] == "completed"
+
+
+async def test_error_status_marks_the_interaction_failed(capture_analytics: CaptureAnalytics) -> None:
+    seen = await call(
+        AnalyticsMiddleware(build(), server_span=False),
+        "POST",
+        "/api/messages",
+        query=b"shape=error",
+        body=b'{"conversationId": "conv-e"}',
+    )
+    assert seen.status == 429
+    a = chats(capture_analytics)[0]["attributes"]
+    assert (a["analytics.status"], a["error.type"]) == ("failed", "429")
+
+
+async def test_app_exceptions_propagate_unchanged(capture_analytics: CaptureAnalytics) -> None:
+    app = AnalyticsMiddleware(build(), server_span=False)
+    with pytest.raises(RuntimeError, match="on fire"):
+        await call(app, "POST", "/api/messages", query=b"shape=raise", body=b'{"conversationId": "conv-x"}')
+    span = chats(capture_analytics)[0]
+    assert span["status"] == "ERROR"
+    assert span["attributes"]["error.type"] == "RuntimeError"
+    assert span["events"] == ["exception"]
+
+
+async def test_session_start_and_end_routes(capture_analytics: CaptureAnalytics) -> None:
+    app = AnalyticsMiddleware(build(), server_span=False)
+    await call(app, "POST", "/api/convos", body=b"{}", headers=USER)
+    await call(app, "POST", "/api/messages", body=b'{"conversationId": "conv-from-response"}', headers=USER)
+    await call(app, "POST", "/api/messages/conv-from-response", body=b"{}", headers=USER)
+    await call(app, "DELETE", "/api/convos/conv-from-response", headers=USER, json_body=False)
+    (start,) = capture_analytics.spans(event="start")
+    (end,) = capture_analytics.spans(event="end")
+    (root,) = capture_analytics.spans(event="root")
+    assert start["attributes"]["session.id"] == "conv-from-response"
+    assert start["attributes"]["user.id"] == "u1"
+    assert json.loads(start["attributes"]["analytics.metadata"]) == {"endpoint": "/api/convos"}
+    assert end["attributes"]["session.id"] == "conv-from-response"
+    trace_id = format(oa.session_trace_id("conv-from-response"), "032x")
+    assert {s["trace_id"] for s in capture_analytics.spans()} == {trace_id}  # one conversation, one trace
+    assert len(chats(capture_analytics)) == 2
+    assert root["start_time"] == start["start_time"]
+
+
+async def test_session_and_user_sources(capture_analytics: CaptureAnalytics) -> None:
+    class User:
+        is_authenticated = True
+        display_name = "dana"
+
+    async def with_user(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope["user"] = User()
+        await AnalyticsMiddleware(build(), server_span=False)(scope, receive, send)
+
+    await call(with_user, "POST", "/api/messages", body=b"{}", query=b"conversationId=conv-q")
+    app = AnalyticsMiddleware(build(), server_span=False, user_id=lambda scope: "from-callable")
+    await call(app, "POST", "/api/messages", body=b"{}", headers=[(b"x-session-id", b"conv-h")])
+    await call(AnalyticsMiddleware(build(), server_span=False), "POST", "/api/messages", body=b"{}")
+    first, second, third = chats(capture_analytics)
+    assert (first["attributes"]["session.id"], first["attributes"]["user.id"]) == ("conv-q", "dana")
+    assert (second["attributes"]["session.id"], second["attributes"]["user.id"]) == ("conv-h", "from-callable")
+    assert third["attributes"]["user.id"] == "anonymous"
+    assert third["attributes"]["session.id"].startswith("session-")
+
+
+async def test_routes_from_code_and_configuration(
+    capture_analytics: CaptureAnalytics, clean_env: pytest.MonkeyPatch
+) -> None:
+    app = AnalyticsMiddleware(build(), server_span=False, rules=[RouteRule("POST", "/api/other", "api")])
+    await call(app, "POST", "/api/other", body=b"{}")
+    await call(app, "POST", "/api/messages", body=b"{}")  # not in these rules: untouched
+    assert [s["name"] for s in capture_analytics.spans()] == ["api"]
+    capture_analytics.clear()
+    capture_analytics.handle.shutdown()
+    clean_env.setenv("ANALYTICS_ROUTES", "GET /api/other=db; POST /api/messages/*=ignore")
+    capture = CaptureAnalytics()
+    try:
+        app = AnalyticsMiddleware(build(), server_span=False)
+        await call(app, "GET", "/api/other", json_body=False)
+        await call(app, "POST", "/api/messages", body=b"{}")
+        assert [s["name"] for s in capture.spans()] == ["db"]
+    finally:
+        capture.close()
+    clean_env.setenv("ANALYTICS_ROUTES", "GET /x=bogus")
+    with pytest.raises(oa.ConfigurationError, match="ANALYTICS_ROUTES"):
+        oa.configure(tracer_provider=TracerProvider())
+
+
+async def test_websocket_and_lifespan_pass_through(capture_analytics: CaptureAnalytics) -> None:
+    from starlette.testclient import TestClient
+
+    with TestClient(AnalyticsMiddleware(build())) as client, client.websocket_connect("/ws") as websocket:
+        websocket.send_text("hello")
+        assert websocket.receive_text() == "echo hello"
+    assert capture_analytics.spans() == []
+
+
+async def test_analytics_errors_are_swallowed_and_logged_once(
+    capture_analytics: CaptureAnalytics, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from otel_analytics.asgi import inspect
+
+    def broken(self: Any, chunk: bytes) -> None:
+        raise ValueError("inspector bug")
+
+    monkeypatch.setattr(inspect.JsonInspector, "feed", broken)
+    monkeypatch.setattr(_guard, "RAISE_UNDER_PYTEST", False)
+    _guard._seen.clear()
+    bare = await call(build(), "POST", "/api/messages", body=b"{}")
+    app = AnalyticsMiddleware(build(), server_span=False)
+    with caplog.at_level(logging.ERROR, logger="otel_analytics"):
+        for _ in range(3):
+            seen = await call(app, "POST", "/api/messages", body=b'{"conversationId": "c"}')
+            assert seen.sent == bare.sent
+    assert sum("internal error in asgi.response" in r.getMessage() for r in caplog.records) == 1
+    assert len(chats(capture_analytics)) == 3  # still recorded, ended, without usage
+
+
+async def test_disabled_passes_everything_through(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("ANALYTICS_ENABLED", "false")
+    capture = CaptureAnalytics()
+    try:
+        app = build()
+        seen = await call(AnalyticsMiddleware(app), "POST", "/api/messages", body=b'{"conversationId": "c"}')
+        assert seen.status == 200
+        assert capture.spans() == []
+    finally:
+        capture.close()
+
+
+async def test_adds_a_server_span_to_an_uninstrumented_app(capture_analytics: CaptureAnalytics) -> None:
+    traceparent = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    app = AnalyticsMiddleware(build())
+    await call(
+        app, "POST", "/api/messages", body=b'{"conversationId": "conv-srv"}', headers=[(b"traceparent", traceparent)]
+    )
+    servers = [s for s in capture_analytics.spans() if s["kind"] == "SERVER"]
+    assert len(servers) == 1
+    server, chat = servers[0], chats(capture_analytics)[0]
+    assert server["trace_id"] == "0af7651916cd43dd8448eb211c80319c"  # propagation from the client
+    assert server["parent_span_id"] == "b7ad6b7169203331"
+    assert chat["trace_id"] == format(oa.session_trace_id("conv-srv"), "032x")
+    assert chat["links"] == [server["span_id"]]
+    assert server["links"] == [chat["span_id"]]
+    assert server["attributes"]["session.id"] == "conv-srv"
+    assert len(capture_analytics.spans()) == 2  # no per-message send/receive spans
+
+
+async def test_an_outer_server_span_is_joined_not_doubled(capture_analytics: CaptureAnalytics) -> None:
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    app = OpenTelemetryMiddleware(
+        AnalyticsMiddleware(build()), exclude_spans=["receive", "send"], tracer_provider=capture_analytics.provider
+    )
+    await call(app, "POST", "/api/messages", body=b'{"conversationId": "conv-outer"}')
+    servers = [s for s in capture_analytics.spans() if s["kind"] == "SERVER"]
+    assert len(servers) == 1
+    assert chats(capture_analytics)[0]["links"] == [servers[0]["span_id"]]
+
+
+async def test_an_app_instrumented_inside_is_linked_not_doubled(capture_analytics: CaptureAnalytics) -> None:
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    api = FastAPI()
+
+    @api.post("/api/messages")
+    async def reply() -> dict[str, Any]:
+        from tests.chat_apps import COMPLETION
+
+        return COMPLETION
+
+    FastAPIInstrumentor.instrument_app(
+        api, tracer_provider=capture_analytics.provider, exclude_spans=["receive", "send"]
+    )
+    try:
+        await call(AnalyticsMiddleware(api), "POST", "/api/messages", body=b'{"conversationId": "conv-in"}')
+        servers = [s for s in capture_analytics.spans() if s["kind"] == "SERVER"]
+        assert len(servers) == 1
+        chat = chats(capture_analytics)[0]
+        assert chat["links"] == [servers[0]["span_id"]]
+        assert servers[0]["links"] == [chat["span_id"]]
+        assert chat["attributes"]["gen_ai.usage.input_tokens"] == 1200
+    finally:
+        FastAPIInstrumentor.uninstrument_app(api)
+
+
+async def test_instrument_app_adds_middleware_to_starlette_and_wraps_others(
+    capture_analytics: CaptureAnalytics,
+) -> None:
+    starlette_app = build()
+    assert oa.instrument_app(starlette_app, server_span=False) is starlette_app
+    await call(starlette_app, "POST", "/api/messages", body=b'{"conversationId": "conv-i"}')
+    assert len(chats(capture_analytics)) == 1
+
+    async def bare(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    wrapped = oa.instrument_app(bare, server_span=False)
+    assert isinstance(wrapped, AnalyticsMiddleware)
+    assert (await call(wrapped, "POST", "/api/chat/completions", body=b"{}")).status == 204
+
+
+async def test_manual_spans_inside_the_app_join_the_request_session(capture_analytics: CaptureAnalytics) -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        with oa.interaction("db", write_ops=1):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    await call(
+        AnalyticsMiddleware(app, server_span=False),
+        "POST",
+        "/api/messages",
+        body=b'{"conversationId": "conv-m"}',
+        headers=USER,
+    )
+    db = capture_analytics.spans(type="db")[0]["attributes"]
+    assert (db["session.id"], db["user.id"]) == ("conv-m", "u1")
+    assert trace.get_current_span() is trace.INVALID_SPAN
