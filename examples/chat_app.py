@@ -30,12 +30,16 @@ REPLY = "Paris in spring is lovely: mild weather, blooming gardens and long even
 CONVERSATIONS: dict[str, list[dict[str, str]]] = {}
 
 
+SYSTEM_PROMPT_TOKENS = 420  # what a real backend sends with every request
+
+
 def _tokens(text: str) -> int:
     return max(1, round(len(text.split()) * 1.3))
 
 
 def completion(model: str, messages: list[dict[str, str]]) -> dict[str, Any]:
-    prompt = sum(_tokens(m.get("content", "")) for m in messages) + 8
+    prompt = SYSTEM_PROMPT_TOKENS + sum(_tokens(m.get("content", "")) for m in messages)
+    answer = 12 * len(REPLY.split())  # as if the model wrote a longer answer
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
         "object": "chat.completion",
@@ -43,8 +47,8 @@ def completion(model: str, messages: list[dict[str, str]]) -> dict[str, Any]:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}],
         "usage": {
             "prompt_tokens": prompt,
-            "completion_tokens": _tokens(REPLY),
-            "total_tokens": prompt + _tokens(REPLY),
+            "completion_tokens": answer,
+            "total_tokens": prompt + answer,
         },
     }
 
