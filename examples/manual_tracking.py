@@ -10,19 +10,22 @@ Run with ``make demo``. Exporters come from the environment (ANALYTICS_EXPORTERS
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections.abc import AsyncIterator
 from typing import Any
 
 import otel_analytics as oa
 
+RANDOM = random.Random(7)  # the same demo output every run (never seed the global generator)
+
 
 def fake_completion(model: str, prompt: str) -> dict[str, Any]:
     """What an OpenAI-compatible API answers (no network: this is a demo)."""
     prompt_tokens = 20 + len(prompt.split()) * 3
-    completion_tokens = random.randint(40, 400)
+    completion_tokens = RANDOM.randint(40, 400)
     return {
-        "id": f"chatcmpl-{random.randrange(10**8)}",
+        "id": f"chatcmpl-{RANDOM.randrange(10**8)}",
         "object": "chat.completion",
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "..."}, "finish_reason": "stop"}],
@@ -77,11 +80,11 @@ async def conversation(session_id: str, user_id: str, turns: int) -> None:
 
 
 async def main() -> None:
-    random.seed(7)  # the same demo output every run
     handle = oa.configure(service_name="manual-tracking-demo")
+    suffix = os.environ.get("DEMO_SESSION_SUFFIX", "")  # distinct sessions per run, when asked
     await asyncio.gather(
-        conversation("conv-trip-paris", "alice", turns=2),
-        conversation("conv-budget", "bob", turns=1),
+        conversation(f"conv-trip-paris{suffix}", "alice", turns=2),
+        conversation(f"conv-budget{suffix}", "bob", turns=1),
     )
     handle.shutdown()
 

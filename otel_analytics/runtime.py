@@ -7,6 +7,7 @@ from the environment, as an OpenTelemetry instrumentation library would: whoever
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 from opentelemetry.sdk.trace import Tracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from ._guard import warn_once
@@ -31,11 +32,27 @@ INSTRUMENTATION_SCOPE = "otel_analytics"
 _pinned_ids: ContextVar[tuple[int, int] | None] = ContextVar("otel_analytics_pinned_ids", default=None)
 
 
+class _SystemRandomIds(IdGenerator):
+    """Ids from the OS's CSPRNG.
+
+    The SDK's default ``RandomIdGenerator`` draws from the ``random`` module's global generator, so
+    an app that calls ``random.seed(42)`` (common in ML code) makes the same span ids in every run,
+    and the tracker, which stores one interaction per span id, would drop later runs as retries.
+    """
+
+    def generate_span_id(self) -> int:
+        return secrets.randbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return secrets.randbits(128) or 1
+
+
 class PinnableIdGenerator(IdGenerator):
-    """The provider's id generator, except while :func:`pinned_ids` is active."""
+    """The provider's id generator (CSPRNG-backed in place of the SDK default), except while
+    :func:`pinned_ids` is active."""
 
     def __init__(self, inner: IdGenerator) -> None:
-        self._inner = inner
+        self._inner = _SystemRandomIds() if type(inner) is RandomIdGenerator else inner
 
     def generate_span_id(self) -> int:
         pinned = _pinned_ids.get()

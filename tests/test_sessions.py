@@ -156,3 +156,13 @@ def test_trace_id_ratio_sampling_keeps_or_drops_whole_sessions(clean_env: pytest
         assert kept and dropped
     finally:
         capture.close()
+
+
+def test_span_ids_stay_unique_when_the_app_seeds_the_global_random(capture_analytics: CaptureAnalytics) -> None:
+    import random
+
+    ids = []
+    for _ in range(2):  # two "runs" of an app that seeds random.seed(42) at start-up
+        random.seed(42)
+        ids.append(oa.track_api_call(session_id="conv-seeded", user_id="u"))
+    assert ids[0] != ids[1]
