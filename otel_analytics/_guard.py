@@ -34,16 +34,22 @@ def warn_once(key: str, message: str, *args: object) -> None:
         logger.warning(message, *args)
 
 
+def report_internal_error(where: str, error: Exception) -> None:
+    """Log ``error`` once per ``where`` (re-raise it under pytest). Call from an ``except`` block."""
+    if RAISE_UNDER_PYTEST and "PYTEST_CURRENT_TEST" in os.environ:
+        raise error
+    if _first_time("internal:" + where):
+        logger.error(
+            "otel-analytics internal error in %s; your code is still running fine, with less telemetry.",
+            where,
+            exc_info=error,
+        )
+
+
 @contextmanager
 def internal_errors(where: str) -> Iterator[None]:
     """Swallow (and log once per ``where``) any exception raised by analytics code inside."""
     try:
         yield
-    except Exception:
-        if RAISE_UNDER_PYTEST and "PYTEST_CURRENT_TEST" in os.environ:
-            raise
-        if _first_time("internal:" + where):
-            logger.exception(
-                "otel-analytics internal error in %s; your code is still running fine, with less telemetry.",
-                where,
-            )
+    except Exception as error:
+        report_internal_error(where, error)

@@ -6,15 +6,13 @@ belong to it too; threads started with ``contextvars.copy_context().run`` likewi
 
 from __future__ import annotations
 
+import functools
 from contextvars import ContextVar
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace.sampling import Decision
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
-from . import attributes as attrs
 from .ids import session_root_span_id, session_trace_id
 from .runtime import Runtime
 
@@ -22,9 +20,8 @@ ANONYMOUS_USER = "anonymous"
 """The user id of interactions whose user is unknown (the tracker requires one)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SessionRef:
-    """A session as seen by the code running inside it."""
+class SessionRef(NamedTuple):
+    """A session as seen by the code running inside it (a tuple: cheap to make per request)."""
 
     session_id: str
     user_id: str
@@ -33,12 +30,14 @@ class SessionRef:
 
     @classmethod
     def of(cls, session_id: str, user_id: str | None) -> SessionRef:
-        return cls(
-            session_id,
-            user_id or ANONYMOUS_USER,
-            session_trace_id(session_id),
-            session_root_span_id(session_id),
-        )
+        trace_id, root_span_id = _ids(session_id)
+        return cls(session_id, user_id or ANONYMOUS_USER, trace_id, root_span_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ids(session_id: str) -> tuple[int, int]:
+    """The derived ids, remembered: a conversation's requests reuse them."""
+    return session_trace_id(session_id), session_root_span_id(session_id)
 
 
 current_session: ContextVar[SessionRef | None] = ContextVar("otel_analytics_session", default=None)
@@ -64,17 +63,7 @@ def session_parent(runtime: Runtime, session: SessionRef) -> otel_context.Contex
     The root span itself is only emitted when the session ends (possibly in another process), so
     this is a remote, non-recording stand-in. Its sampled flag is the provider's sampler's
     decision for the session's trace id: a trace-id ratio sampler keeps or drops whole sessions.
+    The current context's other entries (baggage) are kept.
     """
-    sampled = True
-    if runtime.sampler is not None:
-        decision = runtime.sampler.should_sample(
-            None, session.trace_id, "session", SpanKind.INTERNAL, {attrs.SESSION_ID: session.session_id}
-        )
-        sampled = decision.decision is Decision.RECORD_AND_SAMPLE
-    root = SpanContext(
-        session.trace_id,
-        session.root_span_id,
-        is_remote=True,
-        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT),
-    )
-    return trace.set_span_in_context(NonRecordingSpan(root), otel_context.get_current())
+    root = runtime.session_root(session.trace_id, session.root_span_id)
+    return trace.set_span_in_context(root, otel_context.get_current())

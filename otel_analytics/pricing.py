@@ -156,6 +156,7 @@ class PriceBook:
     def __init__(self, override_file: str | None = None) -> None:
         self._overrides, self._override_version = load_overrides(override_file) if override_file else ({}, "")
         self._cache: dict[tuple[str | None, str], Price | None] = {}
+        self._providers: dict[str, str | None] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
@@ -181,10 +182,19 @@ class PriceBook:
 
     def provider(self, model: str | None) -> str | None:
         """The provider a model name implies, from prefixes first, then the price table."""
+        if not model:
+            return None
+        try:
+            return self._providers[model]
+        except KeyError:
+            pass
         provider = infer_provider(model)
-        if provider is None and model:
+        if provider is None:
             price = self.price(model)
             provider = price.provider if price is not None else None
+        if len(self._providers) > 4096:
+            self._providers.clear()
+        self._providers[model] = provider
         return provider
 
     def warm(self) -> None:

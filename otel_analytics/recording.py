@@ -17,14 +17,14 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from . import attributes as attrs
-from ._guard import internal_errors
+from ._guard import internal_errors, report_internal_error
 from .context import SessionRef, current_session, session_parent
-from .pricing import Cost, cost_of
-from .runtime import Runtime
+from .pricing import cost_of
+from .runtime import Runtime, pinned_ids
 from .usage import Usage, token_count, usage_from_response
 
 _SECRET_KEYS = frozenset(
@@ -57,12 +57,173 @@ def span_name(interaction_type: str, operation: str | None, model: str | None, n
     return f"{interaction_type} {name}" if name else interaction_type
 
 
+def start_attributes(
+    runtime: Runtime,
+    interaction_type: str,
+    session: SessionRef | None,
+    *,
+    model: str | None,
+    provider: str | None,
+    operation: str | None,
+    metadata: str | None,
+    extra: Mapping[str, AttributeValue] | None,
+) -> dict[str, AttributeValue]:
+    """What an interaction span carries from its start (what samplers see)."""
+    span_attrs: dict[str, AttributeValue] = {attrs.INTERACTION_TYPE: interaction_type}
+    if interaction_type == "chat":
+        span_attrs[attrs.GEN_AI_OPERATION_NAME] = operation or "chat"
+        span_attrs[attrs.GEN_AI_PROVIDER_NAME] = provider or "unknown"
+        if model:
+            span_attrs[attrs.GEN_AI_REQUEST_MODEL] = model
+    if session is not None:
+        span_attrs[attrs.SESSION_ID] = session.session_id
+        span_attrs[attrs.USER_ID] = session.user_id
+        if interaction_type == "chat":
+            span_attrs[attrs.GEN_AI_CONVERSATION_ID] = session.session_id
+    if metadata:
+        span_attrs[attrs.METADATA] = metadata
+    if extra:
+        span_attrs.update(extra)
+    return span_attrs
+
+
+def end_attributes(
+    runtime: Runtime,
+    interaction_type: str,
+    usage: Usage,
+    *,
+    model: str | None,
+    provider: str | None,
+    outcome: str,
+    exc: BaseException | None,
+    out: dict[str, AttributeValue],
+) -> Status | None:
+    """Add what is known when an interaction ends to ``out``; returns the span status to set."""
+    out[attrs.OUTCOME] = outcome
+    status = None
+    if exc is not None and outcome == "failed":
+        out[attrs.ERROR_TYPE] = type(exc).__qualname__
+        status = Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"[:256])
+    elif outcome == "cancelled":
+        out[attrs.ERROR_TYPE] = "cancelled"
+        status = Status(StatusCode.ERROR, "cancelled")
+    if interaction_type != "chat":
+        return status
+    if usage.response_model:
+        out[attrs.GEN_AI_RESPONSE_MODEL] = usage.response_model
+    if usage.response_id:
+        out[attrs.GEN_AI_RESPONSE_ID] = usage.response_id
+    if usage.finish_reasons:
+        out[attrs.GEN_AI_RESPONSE_FINISH_REASONS] = usage.finish_reasons
+    if usage.input_tokens is not None:
+        out[attrs.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+    if usage.output_tokens is not None:
+        out[attrs.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+    # Cache and reasoning counts are subsets: recorded when there are some.
+    if usage.cache_read_tokens:
+        out[attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+    if usage.cache_write_tokens:
+        out[attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
+    if usage.reasoning_tokens:
+        out[attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+    if not usage.reported:
+        out[attrs.USAGE_STATUS] = "missing"
+        out[attrs.PRICING_STATUS] = "no_usage"
+        return status
+    out[attrs.USAGE_STATUS] = "reported"
+    priced_model = usage.response_model or model
+    price = runtime.prices.price(priced_model, provider) if priced_model else None
+    if price is None and model and priced_model != model:
+        price = runtime.prices.price(model, provider)
+    cost = cost_of(usage, price) if price is not None else None
+    if cost is None:
+        out[attrs.PRICING_STATUS] = "unknown_model"
+        return status
+    # A cost means priced; the version says by what (genai-prices, or your price file).
+    out[attrs.COST_USD] = cost.usd
+    out[attrs.COST_MICRO_CENTS] = cost.micro_cents
+    out[attrs.PRICING_VERSION] = cost.version
+    return status
+
+
+def parent_and_links(runtime: Runtime, session: SessionRef | None) -> tuple[otel_context.Context | None, list[Link]]:
+    """Where an interaction span goes: under the current span when that is in the session's trace,
+    else under the session's root, linked to the current span (an HTTP request's, say)."""
+    if session is None:
+        return None, []
+    outer = trace.get_current_span().get_span_context()
+    if outer.is_valid and outer.trace_id == session.trace_id:
+        return None, []
+    return session_parent(runtime, session), ([Link(outer)] if outer.is_valid else [])
+
+
+def link_back(session: SessionRef, interaction: SpanContext) -> None:
+    """Point the current (request) span at the interaction, and tag it with the session."""
+    outer = trace.get_current_span()
+    if outer.is_recording():
+        outer.add_link(interaction)
+        outer.set_attribute(attrs.SESSION_ID, session.session_id)
+
+
+def span_kind(interaction_type: str) -> SpanKind:
+    return SpanKind.INTERNAL if interaction_type == "cost-event" else SpanKind.CLIENT
+
+
+def emit_interaction(
+    runtime: Runtime,
+    interaction_type: str,
+    session: SessionRef,
+    *,
+    model: str | None,
+    provider: str | None,
+    metadata: str | None,
+    extra: Mapping[str, AttributeValue] | None,
+    usage: Usage,
+    outcome: str,
+    exc: BaseException | None,
+    start_ns: int,
+    end_ns: int,
+    links: list[Link],
+    span_id: int | None,
+) -> None:
+    """Record a finished interaction as one span, built with all its attributes at once.
+
+    The middleware's path: nothing is current for the app to nest under, so the span need not
+    exist while the request runs, and building it once costs far less than updating it. Samplers
+    still see the operation, provider and model (and everything else) when it is created.
+    """
+    span_attrs = start_attributes(
+        runtime,
+        interaction_type,
+        session,
+        model=model,
+        provider=provider,
+        operation=None,
+        metadata=metadata,
+        extra=extra,
+    )
+    status = end_attributes(
+        runtime, interaction_type, usage, model=model, provider=provider, outcome=outcome, exc=exc, out=span_attrs
+    )
+    name = span_name(interaction_type, None, model, None)
+    parent = session_parent(runtime, session)
+    if span_id is not None:
+        with pinned_ids(session.trace_id, span_id):
+            span = runtime.tracer.start_span(name, parent, span_kind(interaction_type), span_attrs, links, start_ns)
+    else:
+        span = runtime.tracer.start_span(name, parent, span_kind(interaction_type), span_attrs, links, start_ns)
+    if status is not None:
+        if exc is not None and not isinstance(exc, asyncio.CancelledError):
+            span.record_exception(exc)
+        span.set_status(status)
+    span.end(end_time=end_ns)
+
+
 class Recording:
     """The live handle of one interaction: ``with oa.interaction(...) as it`` gives one."""
 
     __slots__ = (
         "_content",
-        "_cost",
         "_ended",
         "_model",
         "_provider",
@@ -94,47 +255,30 @@ class Recording:
         self._model = model
         self._usage = Usage()
         self._usage_recorded = False
-        self._cost: Cost | None = None
         self._content: dict[str, str] = {}
         self._ended = False
-        is_chat = interaction_type == "chat"
-        self._provider = provider or (runtime.prices.provider(model) if is_chat else None)
-        span_attrs: dict[str, AttributeValue] = {attrs.INTERACTION_TYPE: interaction_type}
-        if is_chat:
-            span_attrs[attrs.GEN_AI_OPERATION_NAME] = operation or "chat"
-            span_attrs[attrs.GEN_AI_PROVIDER_NAME] = self._provider or "unknown"
-            if model:
-                span_attrs[attrs.GEN_AI_REQUEST_MODEL] = model
-        if session is not None:
-            span_attrs[attrs.SESSION_ID] = session.session_id
-            span_attrs[attrs.USER_ID] = session.user_id
-            if is_chat:
-                span_attrs[attrs.GEN_AI_CONVERSATION_ID] = session.session_id
-        if metadata:
-            span_attrs[attrs.METADATA] = metadata_json(metadata)
-        if attributes:
-            span_attrs.update(attributes)
-        links: list[Link] = []
-        parent = None  # the current context: nesting inside another span of the same trace
-        if session is not None:
-            outer = trace.get_current_span().get_span_context()
-            if not outer.is_valid or outer.trace_id != session.trace_id:
-                parent = session_parent(runtime, session)
-                if outer.is_valid:  # the request's own span (another trace): link both ways
-                    links.append(Link(outer))
+        self._provider = provider or (runtime.prices.provider(model) if interaction_type == "chat" else None)
+        span_attrs = start_attributes(
+            runtime,
+            interaction_type,
+            session,
+            model=model,
+            provider=self._provider,
+            operation=operation,
+            metadata=metadata_json(metadata) if metadata else None,
+            extra=attributes,
+        )
+        parent, links = parent_and_links(runtime, session)
         self.span = runtime.tracer.start_span(
             span_name(interaction_type, operation, model, name),
             context=parent,
-            kind=SpanKind.INTERNAL if interaction_type == "cost-event" else SpanKind.CLIENT,
+            kind=span_kind(interaction_type),
             attributes=span_attrs,
             links=links,
             start_time=start_time,
         )
         if links and session is not None:
-            outer_span = trace.get_current_span()
-            if outer_span.is_recording():
-                outer_span.add_link(self.span.get_span_context())
-                outer_span.set_attribute(attrs.SESSION_ID, session.session_id)
+            link_back(session, self.span.get_span_context())
 
     # --- what the caller records -------------------------------------------------------------
     def record_usage(
@@ -222,66 +366,33 @@ class Recording:
     def finish(
         self, exc: BaseException | None = None, *, outcome: str | None = None, end_time: int | None = None
     ) -> None:
-        """End the span once, with usage, cost and how the work ended."""
+        """End the span once, with usage, cost and how the work ended (one attribute update)."""
         if self._ended:
             return
         self._ended = True
         if end_time is None:
             end_time = time.time_ns()  # before pricing: the span measures the work, not us
-        with internal_errors("finish"):
-            span = self.span
-            if outcome is None:
-                outcome = _outcome_of(exc)
-            span.set_attribute(attrs.OUTCOME, outcome)
-            if exc is not None and outcome == "failed":
-                span.set_attribute(attrs.ERROR_TYPE, type(exc).__qualname__)
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"[:256]))
-            elif outcome == "cancelled":
-                span.set_attribute(attrs.ERROR_TYPE, "cancelled")
-                span.set_status(Status(StatusCode.ERROR, "cancelled"))
-            if self._type == "chat":
-                self._set_usage_attributes()
-            for key, value in self._content.items():
-                span.set_attribute(key, value)
-        self.span.end(end_time=end_time)
-
-    def _set_usage_attributes(self) -> None:
-        usage, span = self._usage, self.span
-        if usage.response_model:
-            span.set_attribute(attrs.GEN_AI_RESPONSE_MODEL, usage.response_model)
-        if usage.response_id:
-            span.set_attribute(attrs.GEN_AI_RESPONSE_ID, usage.response_id)
-        if usage.finish_reasons:
-            span.set_attribute(attrs.GEN_AI_RESPONSE_FINISH_REASONS, usage.finish_reasons)
-        for key, value in (
-            (attrs.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
-            (attrs.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
-            (attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_tokens),
-            (attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, usage.cache_write_tokens),
-            (attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens),
-        ):
-            if value is not None:
-                span.set_attribute(key, value)
-        span.set_attribute(attrs.USAGE_STATUS, "reported" if usage.reported else "missing")
-        if not usage.reported:
-            span.set_attribute(attrs.PRICING_STATUS, "no_usage")
-            return
-        model = usage.response_model or self._model
-        price = self._runtime.prices.price(model, self._provider) if model else None
-        if price is None and model != self._model and self._model:
-            price = self._runtime.prices.price(self._model, self._provider)
-        if price is None:
-            span.set_attribute(attrs.PRICING_STATUS, "unknown_model")
-            return
-        cost = cost_of(usage, price)
-        if cost is None:
-            return
-        span.set_attribute(attrs.PRICING_STATUS, "priced")
-        span.set_attribute(attrs.COST_USD, cost.usd)
-        span.set_attribute(attrs.COST_MICRO_CENTS, cost.micro_cents)
-        span.set_attribute(attrs.COST_SOURCE, cost.source)
-        span.set_attribute(attrs.PRICING_VERSION, cost.version)
+        span = self.span
+        try:
+            final: dict[str, AttributeValue] = dict(self._content)
+            status = end_attributes(
+                self._runtime,
+                self._type,
+                self._usage,
+                model=self._model,
+                provider=self._provider,
+                outcome=outcome or _outcome_of(exc),
+                exc=exc,
+                out=final,
+            )
+            span.set_attributes(final)
+            if status is not None:
+                if exc is not None and not isinstance(exc, asyncio.CancelledError):
+                    span.record_exception(exc)
+                span.set_status(status)
+        except Exception as error:
+            report_internal_error("finish", error)
+        span.end(end_time=end_time)
 
 
 def _outcome_of(exc: BaseException | None) -> str:

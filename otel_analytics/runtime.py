@@ -12,13 +12,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import Tracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.trace.sampling import Decision, Sampler
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from ._guard import warn_once
 from ._version import __version__
@@ -82,6 +83,42 @@ class Runtime:
     can_pin_ids: bool
     """Whether session root spans get their derived span id (needs an SDK provider)."""
     provider: trace.TracerProvider
+    _sampled: dict[int, bool] = field(default_factory=dict, repr=False)
+    _roots: dict[int, trace.NonRecordingSpan] = field(default_factory=dict, repr=False)
+
+    def session_root(self, trace_id: int, root_span_id: int) -> trace.NonRecordingSpan:
+        """The session root's stand-in span (remote, with the session's sampled flag), remembered."""
+        found = self._roots.get(trace_id)
+        if found is None:
+            flags = TraceFlags(TraceFlags.SAMPLED if self.session_sampled(trace_id) else TraceFlags.DEFAULT)
+            found = trace.NonRecordingSpan(SpanContext(trace_id, root_span_id, is_remote=True, trace_flags=flags))
+            if len(self._roots) >= 8192:
+                self._roots.clear()
+            self._roots[trace_id] = found
+        return found
+
+    def new_span_id(self) -> int:
+        """A span id from the tracer's generator (for a span built later, with :func:`pinned_ids`)."""
+        assert isinstance(self.tracer, Tracer)
+        return self.tracer.id_generator.generate_span_id()
+
+    def session_sampled(self, trace_id: int) -> bool:
+        """The sampler's decision for a session's trace, asked once per session (bounded memory).
+
+        Trace-id samplers are deterministic anyway; remembering also keeps any other sampler
+        consistent within a conversation, as a trace should be.
+        """
+        found = self._sampled.get(trace_id)
+        if found is not None:
+            return found
+        sampled = True
+        if self.sampler is not None:
+            decision = self.sampler.should_sample(None, trace_id, "session", SpanKind.INTERNAL)
+            sampled = decision.decision is Decision.RECORD_AND_SAMPLE
+        if len(self._sampled) >= 8192:
+            self._sampled.clear()
+        self._sampled[trace_id] = sampled
+        return sampled
 
     @classmethod
     def build(cls, settings: Settings, provider: trace.TracerProvider) -> Runtime:

@@ -68,6 +68,8 @@ def token_count(value: Any) -> int | None:
 
 
 def _get(obj: Any, key: str) -> Any:
+    if type(obj) is dict:  # the common case, before the (slow) ABC check
+        return obj.get(key)
     if isinstance(obj, Mapping):
         return obj.get(key)
     if obj is None or isinstance(obj, str | bytes | int | float | list | tuple):
@@ -84,7 +86,7 @@ def _text(value: Any) -> str | None:
 
 def usage_from_response(response: Any) -> Usage | None:
     """Usage from one response object or stream event; ``None`` when it carries nothing useful."""
-    if response is None:
+    if response is None or (type(response) is dict and not response):
         return None
     kind = _text(_get(response, "type"))
     if kind == "message_start":  # Anthropic stream: the message, with input usage

@@ -23,11 +23,9 @@ CHAT_ATTRIBUTES = {
     "session.id": "conv-otlp",
     "user.id": "u-otlp",
     "analytics.usage.status": "reported",
-    "analytics.pricing.status": "priced",
     # (1000 * 2.5 + 200 * 1.25 + 300 * 10) * 0.1 mc
     "analytics.cost.micro_cents": 250 + 25 + 300,
     "analytics.cost.usd": 0.00575,
-    "analytics.cost.source": "genai-prices",
     "analytics.outcome": "completed",
 }
 

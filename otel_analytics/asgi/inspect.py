@@ -20,8 +20,6 @@ from ..usage import Usage, usage_from_response
 
 DEFAULT_CAP = 1 << 20
 _USAGE = b'"usage"'
-_MODEL = b'"model"'
-_FINISH = (b'"finish_reason":"', b'"finish_reason": "', b'"stop_reason":"', b'"stop_reason": "')
 
 
 def _loads(raw: bytes | bytearray) -> Any:
@@ -32,37 +30,61 @@ def _loads(raw: bytes | bytearray) -> Any:
 
 
 class JsonInspector:
-    __slots__ = ("_body", "_cap", "_overflow")
+    """Keeps the body (within the cap) and parses it once at the end; one chunk is not copied."""
+
+    __slots__ = ("_body", "_cap", "_first", "_overflow", "_size")
 
     def __init__(self, cap: int) -> None:
-        self._body = bytearray()
+        self._first: bytes | None = None
+        self._body: bytearray | None = None
+        self._size = 0
         self._cap = cap
         self._overflow = False
 
     def feed(self, chunk: bytes) -> None:
         if self._overflow:
             return
-        if len(self._body) + len(chunk) > self._cap:
+        self._size += len(chunk)
+        if self._size > self._cap:
             self._overflow = True
-            self._body.clear()
+            self._first = self._body = None
             return
+        if self._first is None and self._body is None:
+            self._first = chunk
+            return
+        if self._body is None:
+            self._body = bytearray(self._first or b"")
+            self._first = None
         self._body += chunk
 
     def result(self) -> tuple[Usage | None, Any]:
         """Usage (or ``None``) and the parsed document (for session ids in a session start)."""
-        if self._overflow or not self._body:
+        raw = self._first if self._first is not None else self._body
+        if self._overflow or not raw:
             return None, None
-        document = _loads(self._body)
+        document = _loads(raw)
         return (usage_from_response(document) if isinstance(document, dict) else None), document
 
 
 class SseInspector:
-    __slots__ = ("_cap", "_skipping", "_tail", "usage")
+    """Reads SSE events as they pass; decodes only the one or two that matter.
+
+    Per chunk: find the last newline, test for ``"usage"`` and keep a reference (no copy) to the
+    latest complete block. The event carrying ``usage`` (OpenAI's last chunk with
+    ``stream_options.include_usage``; Anthropic's ``message_start`` and ``message_delta``) is
+    decoded at once and carries the model too. The finish reason sits in the block just before
+    OpenAI's usage chunk, or in the last block of a stream without usage: that one block is decoded
+    at the end. So a stream costs two ``json.loads``, however long it is.
+    """
+
+    __slots__ = ("_before_usage", "_cap", "_last", "_skipping", "_tail", "usage")
 
     def __init__(self, cap: int) -> None:
         self._cap = cap
         self._tail = bytearray()
         self._skipping = False
+        self._last: bytes | None = None
+        self._before_usage: bytes | None = None
         self.usage = Usage()
 
     def feed(self, chunk: bytes) -> None:
@@ -87,30 +109,36 @@ class SseInspector:
             if len(self._tail) > self._cap:
                 self._tail.clear()
                 self._skipping = True
-        if self._wanted(block):
-            self._scan(block)
+        self._look(block)
 
-    def _wanted(self, block: bytes) -> bool:
+    def _look(self, block: bytes) -> None:
         if _USAGE in block:
-            return True
-        if self.usage.response_model is None and _MODEL in block:
-            return True
-        return any(marker in block for marker in _FINISH)
+            if self._before_usage is None:
+                self._before_usage = self._last
+            self._scan(block)
+        elif not block.startswith(b"data: [DONE]"):
+            self._last = block
 
     def _scan(self, block: bytes) -> None:
         for line in block.split(b"\n"):
-            if not line.startswith(b"data:") or not self._wanted(line):
+            if line[:5] != b"data:":
                 continue
-            event = _loads(line[5:].strip())
-            if isinstance(event, dict):
+            event = _loads(line[5:])
+            if type(event) is dict:
                 found = usage_from_response(event)
                 if found is not None:
                     self.usage.merge(found)
 
     def result(self) -> tuple[Usage | None, Any]:
-        if self._tail and not self._skipping and self._wanted(bytes(self._tail)):
-            self._scan(bytes(self._tail))  # a last event without its newline
-        return self.usage, None
+        if self._tail and not self._skipping:
+            self._look(bytes(self._tail))  # a last event without its newline
+            self._tail.clear()
+        usage = self.usage
+        if not usage.finish_reasons or usage.response_model is None:
+            block = self._before_usage if usage.reported else self._last
+            if block is not None:
+                self._scan(block)
+        return usage, None
 
 
 class Decompressing:

@@ -22,6 +22,7 @@ span are linked both ways (they live in different traces: the request's and the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -31,14 +32,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from .. import attributes as attrs
 from .. import runtime as _runtime
-from .._guard import internal_errors, warn_once
+from .._guard import report_internal_error, warn_once
 from ..context import ANONYMOUS_USER, SessionRef, current_session
-from ..recording import Recording
+from ..recording import emit_interaction
 from ..runtime import Runtime
 from ..sessions import end_session, start_session
+from ..usage import Usage
 from .inspect import Inspector, inspector_for
 from .rules import DEFAULT_RULES, RouteRule, match
 
@@ -117,6 +120,17 @@ class AnalyticsMiddleware:
         self._server_span = server_span
         self._inspect_bytes = inspect_bytes
         self._with_server_span: tuple[object, ASGIApp] | None = None
+        self._metadata: dict[tuple[str, str], str] = {}
+
+    def metadata_for(self, scope: Scope) -> str:
+        """The interaction's metadata (``{"endpoint", "method"}``), encoded once per route."""
+        key = (scope.get("method", ""), scope.get("path", ""))
+        found = self._metadata.get(key)
+        if found is None:
+            if len(self._metadata) >= 1024:
+                self._metadata.clear()  # bounded: paths can carry ids
+            found = self._metadata[key] = json.dumps({"endpoint": key[1], "method": key[0]}, separators=(",", ":"))
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -192,29 +206,23 @@ def _instrumented(app: Any) -> bool:
 class _Exchange:
     """One request/response: all of its state, and the interaction or session event it records."""
 
-    __slots__ = (
-        "_body_document",
-        "_disconnected",
-        "_done",
-        "_final_at",
-        "_inspector",
-        "_linked",
-        "_middleware",
-        "_pending",
-        "_receive",
-        "_recording",
-        "_request_model",
-        "_rule",
-        "_runtime",
-        "_scope",
-        "_send",
-        "_session",
-        "_session_id",
-        "_status",
-        "_stream",
-        "_user_id",
-        "params",
-    )
+    # Defaults at class level: a request sets only what it learns.
+    _start_ns = 0
+    _span_id: int | None = None
+    _provider: str | None = None
+    _metadata: str | None = None
+    _inspector: Inspector | None = None
+    _status = 0
+    _disconnected = False
+    _done = False
+    _final_at: int | None = None
+    _linked = True
+    _body_document: Any = None
+    _request_model: str | None = None
+    _stream = False
+    _session: SessionRef | None = None
+    _session_id: str | None = None
+    _user_id = ANONYMOUS_USER
 
     def __init__(
         self, middleware: AnalyticsMiddleware, runtime: Runtime, scope: Scope, rule: RouteRule, params: dict[str, str]
@@ -225,26 +233,16 @@ class _Exchange:
         self._rule = rule
         self.params = params
         self._pending: list[Message] = []
-        self._recording: Recording | None = None
-        self._inspector: Inspector | None = None
-        self._status = 0
-        self._disconnected = False
-        self._done = False
-        self._final_at: int | None = None
-        self._linked = False
-        self._body_document: Any = None
-        self._request_model: str | None = None
-        self._stream = False
-        self._session: SessionRef | None = None
-        self._session_id: str | None = None
-        self._user_id = ANONYMOUS_USER
+        self._links: list[Link] = []
 
     async def run(self, receive: Receive, send: Send) -> None:
         self._receive = receive
         self._send = send
         await self._read_ahead()
-        with internal_errors("asgi.start"):
+        try:
             self._start()
+        except Exception as error:
+            report_internal_error("asgi.start", error)
         token = current_session.set(self._session) if self._session is not None else None
         try:
             await self._middleware.app(self._scope, self._replay_receive, self._forward_send)
@@ -277,15 +275,14 @@ class _Exchange:
             parts.append(chunk)
             if not message.get("more_body", False):
                 break
-        with internal_errors("asgi.request_body"):
-            try:
-                document = json.loads(b"".join(parts)) if parts else None
-            except (ValueError, RecursionError):
-                document = None
-            if isinstance(document, dict):
-                self._body_document = document
-                self._request_model = _text(document.get("model"))
-                self._stream = document.get("stream") is True
+        try:
+            document = json.loads(parts[0] if len(parts) == 1 else b"".join(parts)) if parts else None
+        except (ValueError, RecursionError):
+            document = None
+        if type(document) is dict:
+            self._body_document = document
+            self._request_model = _text(document.get("model"))
+            self._stream = document.get("stream") is True
 
     async def _replay_receive(self) -> Message:
         if self._pending:
@@ -313,16 +310,15 @@ class _Exchange:
         if self._session_id is None:
             self._session_id = _fallback_session_id()
         self._session = SessionRef.of(self._session_id, self._user_id)
-        extra: dict[str, Any] = {attrs.GEN_AI_REQUEST_STREAM: True} if self._stream else {}
-        self._recording = Recording(
-            runtime,
-            kind,
-            session=self._session,
-            model=self._request_model if kind == "chat" else None,
-            metadata={"endpoint": scope.get("path", ""), "method": scope.get("method", "")},
-            attributes=extra,
-        )
-        self._linked = trace.get_current_span().get_span_context().is_valid
+        self._start_ns = time.time_ns()
+        if kind == "chat":
+            self._provider = runtime.prices.provider(self._request_model)
+        self._metadata = self._middleware.metadata_for(scope)
+        outer = trace.get_current_span().get_span_context()
+        if outer.is_valid:
+            self._link_request_span(outer)
+        else:
+            self._linked = False  # an app instrumented inside us makes its server span later
 
     def _headers(self) -> tuple[str | None, str | None]:
         user_header = self._middleware.user_header(self._runtime)
@@ -362,8 +358,10 @@ class _Exchange:
             self._disconnected = True
             self._end(None)
             raise
-        with internal_errors("asgi.response"):
+        try:
             self._observe(message)
+        except Exception as error:
+            report_internal_error("asgi.response", error)
 
     def _observe(self, message: Message) -> None:
         kind = message["type"]
@@ -390,64 +388,78 @@ class _Exchange:
                 self._inspector = inspector_for(
                     content_type, content_encoding, self._middleware.inspect_bytes(self._runtime)
                 )
-            if not self._linked and self._recording is not None:
-                self._link_inner_server_span()
+            if not self._linked:
+                self._linked = True
+                context = trace.get_current_span().get_span_context()
+                if context.is_valid:
+                    self._link_request_span(context)
 
-    def _link_inner_server_span(self) -> None:
-        """An app with its own instrumentation made its server span inside us: link it now."""
-        self._linked = True
-        assert self._recording is not None
-        assert self._session is not None
-        server = trace.get_current_span()
-        context = server.get_span_context()
-        if not context.is_valid or context.trace_id == self._session.trace_id:
+    def _link_request_span(self, request: SpanContext) -> None:
+        """Link the request's server span (another trace) and the interaction both ways."""
+        session = self._session
+        if session is None or request.trace_id == session.trace_id:
             return
-        self._recording.span.add_link(context)
-        if server.is_recording():
-            server.add_link(self._recording.span.get_span_context())
-            server.set_attribute(attrs.SESSION_ID, self._session.session_id)
+        self._links.append(Link(request))
+        runtime = self._runtime
+        server = trace.get_current_span()
+        if runtime.can_pin_ids and server.is_recording():
+            # The interaction span is built when the request ends: fix its id now to point at it.
+            self._span_id = runtime.new_span_id()
+            flags = TraceFlags.SAMPLED if runtime.session_sampled(session.trace_id) else TraceFlags.DEFAULT
+            server.add_link(SpanContext(session.trace_id, self._span_id, False, TraceFlags(flags)))
+            server.set_attribute(attrs.SESSION_ID, session.session_id)
 
     def _end(self, exc: BaseException | None) -> None:
         """Record the outcome once: on the last body message, a disconnect, an error or return."""
         if self._done:
             return
         self._done = True
-        with internal_errors("asgi.end"):
-            usage, document = self._inspector.result() if self._inspector is not None else (None, None)
-            kind = self._rule.kind
-            if kind == "session_start":
-                self._session_started(document)
-                return
-            if kind == "session_end":
-                if 200 <= self._status < 300 and self._session_id:
-                    end_session(self._session_id, self._user_id)
-                return
-            recording = self._recording
-            if recording is None:
-                return
-            if usage is not None and (usage.reported or usage.response_model):
-                recording.record_usage(
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cache_read_tokens=usage.cache_read_tokens,
-                    cache_write_tokens=usage.cache_write_tokens,
-                    reasoning_tokens=usage.reasoning_tokens,
-                    model=usage.response_model,
-                    response_id=usage.response_id,
-                    finish_reasons=usage.finish_reasons,
-                )
-            if self._status >= 400:
-                recording.set_attribute(attrs.STATUS, "failed")
-                recording.set_attribute(attrs.ERROR_TYPE, str(self._status))
-            end_time = self._final_at
-            if exc is not None:
-                recording.finish(exc, end_time=end_time)
-            elif self._disconnected:
-                recording.finish(outcome="disconnected")
-            elif self._status == 0:
-                recording.finish(outcome="failed")  # the app returned without answering
-            else:
-                recording.finish(end_time=end_time)
+        try:
+            self._record(exc)
+        except Exception as error:
+            report_internal_error("asgi.end", error)
+
+    def _record(self, exc: BaseException | None) -> None:
+        usage, document = self._inspector.result() if self._inspector is not None else (None, None)
+        kind = self._rule.kind
+        if kind == "session_start":
+            self._session_started(document)
+            return
+        if kind == "session_end":
+            if 200 <= self._status < 300 and self._session_id:
+                end_session(self._session_id, self._user_id)
+            return
+        session = self._session
+        if session is None:
+            return
+        extra: dict[str, Any] = {attrs.GEN_AI_REQUEST_STREAM: True} if self._stream else {}
+        if self._status >= 400:
+            extra[attrs.STATUS] = "failed"
+            extra[attrs.ERROR_TYPE] = str(self._status)
+        if exc is not None:
+            outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
+        elif self._disconnected:
+            outcome = "disconnected"
+        elif self._status == 0:
+            outcome = "failed"  # the app returned without answering
+        else:
+            outcome = "completed"
+        emit_interaction(
+            self._runtime,
+            kind,
+            session,
+            model=self._request_model if kind == "chat" else None,
+            provider=self._provider,
+            metadata=self._metadata,
+            extra=extra,
+            usage=usage if usage is not None else Usage(),
+            outcome=outcome,
+            exc=exc,
+            start_ns=self._start_ns,
+            end_ns=self._final_at or time.time_ns(),
+            links=self._links,
+            span_id=self._span_id,
+        )
 
     def _session_started(self, document: Any) -> None:
         if not 200 <= self._status < 300:

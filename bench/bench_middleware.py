@@ -1,0 +1,242 @@
+"""Targets 1-3: what the analytics middleware adds to a chat request, and to the first SSE chunk.
+
+CPU per request (targets 1 and 2) is measured in process, over the ASGI protocol itself: a loop
+sends the same request to each variant and reads ``time.process_time()`` around N requests, so
+the figure is server CPU with no HTTP parsing or client noise (the same for every variant). Time to
+the first SSE chunk (target 3) is measured over real HTTP against uvicorn servers on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+import otel_analytics as oa
+from bench.common import QUICK, NullExporter, async_rounds, chat_app, header, rounds, verdict
+
+N = 50 if QUICK else 1500
+ROUNDS = 3 if QUICK else 9
+# Reference figures (shared/research/perf-anchors.md, the same kind of machine): what the stock
+# middleware with send/receive spans off adds. Used only to show how fast this machine is today.
+ANCHOR_STOCK_JSON_US = 110.0
+REQUEST = json.dumps(
+    {
+        "conversationId": "conv-bench",
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Plan a weekend in Paris"}],
+    }
+).encode()
+
+
+def scope(query: bytes) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/messages",
+        "raw_path": b"/api/messages",
+        "query_string": query,
+        "root_path": "",
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(REQUEST)).encode()),
+            (b"x-user-id", b"u1"),
+            (b"user-agent", b"bench"),
+        ],
+    }
+
+
+async def serve(app: Any, query: bytes, n: int) -> float:
+    """CPU µs per request for ``n`` requests to ``app``."""
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    started = time.process_time()
+    for _ in range(n):
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": REQUEST, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        await app(scope(query), receive, send)
+    return (time.process_time() - started) / n * 1e6
+
+
+def sdk_floor(provider: TracerProvider, n: int) -> float:
+    """One SDK span with 20 attributes through the batch processor: the floor of any span-based design."""
+    tracer = provider.get_tracer("floor")
+    attributes = {f"attribute.{i}": (i if i % 2 else f"value-{i}") for i in range(20)}
+    started = time.process_time()
+    for _ in range(n):
+        tracer.start_span("chat gpt-4o-mini", attributes=attributes).end()
+    return (time.process_time() - started) / n * 1e6
+
+
+def cpu_per_request() -> dict[str, dict[str, float]]:
+    provider = TracerProvider()
+    exporter = NullExporter()
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=1 << 20))
+    oa.configure(tracer_provider=provider, exporters=())
+    app = chat_app()
+    variants = {
+        "bare": app,
+        "stock": OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"], tracer_provider=provider),
+        # the analytics layer joining the server span an outer instrumentation made
+        "layer": OpenTelemetryMiddleware(
+            oa.AnalyticsMiddleware(app), exclude_spans=["receive", "send"], tracer_provider=provider
+        ),
+        # the middleware alone on an uninstrumented app: it adds the server span itself
+        "own": oa.AnalyticsMiddleware(app),
+    }
+    results = {}
+    for label, query in (("json", b""), ("sse20", b"stream=20"), ("sse40", b"stream=40")):
+        for variant in variants.values():  # warm-up: imports, price lookups, caches
+            asyncio.run(serve(variant, query, 20))
+        measured = asyncio.run(
+            async_rounds({name: (lambda a=app_, q=query: serve(a, q, N)) for name, app_ in variants.items()}, ROUNDS)
+        )
+        results[label] = measured
+    results["floor"] = rounds({"sdk span": lambda: sdk_floor(provider, N)}, ROUNDS)
+    return results
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def first_chunk_times(delay: float) -> dict[str, float]:
+    servers, urls = [], {}
+    here = Path(__file__).resolve().parent
+    try:
+        for variant in ("bare", "analytics"):
+            port = free_port()
+            servers.append(
+                subprocess.Popen([sys.executable, "-m", "bench.serve", variant, str(port), str(delay)], cwd=here.parent)
+            )
+            urls[variant] = f"http://127.0.0.1:{port}/api/messages?stream=20"
+        with httpx.Client(timeout=10) as client:
+            for url in urls.values():
+                deadline = time.monotonic() + 20
+                while True:
+                    try:
+                        client.post(url, content=REQUEST).read()
+                        break
+                    except httpx.TransportError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+
+            def ttfb(url: str) -> float:
+                samples = []
+                for _ in range(10 if QUICK else 60):
+                    started = time.perf_counter()
+                    with client.stream(
+                        "POST", url, content=REQUEST, headers={"content-type": "application/json"}
+                    ) as response:
+                        first = True
+                        for _line in response.iter_lines():  # read to the end, timing the first line
+                            if first:
+                                samples.append((time.perf_counter() - started) * 1e3)
+                                first = False
+                return statistics.median(samples)
+
+            return rounds({name: (lambda u=url: ttfb(u)) for name, url in urls.items()}, ROUNDS)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def main() -> int:
+    header("middleware: server CPU per request, time to first chunk", __doc__ or "")
+    results = cpu_per_request()
+    print(
+        f"{'endpoint':8} {'bare':>9} {'stock':>9} {'layer':>9} {'own':>9}   {'stock-bare':>10} {'layer-stock':>11} "
+        f"{'own-stock':>9}   (CPU µs per request, median of {ROUNDS} rounds x {N})"
+    )
+    for label in ("json", "sse20", "sse40"):
+        r = results[label]
+        print(
+            f"{label:8} {r['bare']:9.1f} {r['stock']:9.1f} {r['layer']:9.1f} {r['own']:9.1f}   "
+            f"{r['stock'] - r['bare']:10.1f} {r['layer'] - r['stock']:11.1f} {r['own'] - r['stock']:9.1f}"
+        )
+    floor = results["floor"]["sdk span"]
+    factor = (results["json"]["stock"] - results["json"]["bare"]) / ANCHOR_STOCK_JSON_US
+    per_chunk = (
+        (results["sse40"]["layer"] - results["sse40"]["stock"])
+        - (results["sse20"]["layer"] - results["sse20"]["stock"])
+    ) / 20
+    print(f"\none SDK span with 20 attributes (the floor of one span per interaction): {floor:.1f} µs")
+    print(
+        f"machine speed: the stock middleware adds {factor:.2f}x the reference figure "
+        f"({ANCHOR_STOCK_JSON_US:g} µs); targets are also shown scaled by that factor"
+    )
+    delay = 0.02
+    ttfb = first_chunk_times(delay)
+    print(
+        f"\ntime to first SSE chunk over HTTP (fake LLM first-token delay {delay * 1e3:g} ms), median ms: "
+        f"bare {ttfb['bare']:.2f}, analytics {ttfb['analytics']:.2f}"
+    )
+    print("\nverdicts (absolute targets, and [scaled] by this machine's speed):")
+    checks = [
+        verdict(
+            "1a. JSON: added by the analytics layer (server span present)",
+            results["json"]["layer"] - results["json"]["stock"],
+            40,
+            "µs",
+            note=f" [scaled target {40 * factor:.0f}]",
+        ),
+        verdict(
+            "1b. JSON: own server span vs stock",
+            results["json"]["own"] - results["json"]["stock"],
+            40,
+            "µs",
+            note=f" [scaled target {40 * factor:.0f}]",
+        ),
+        verdict(
+            "2a. SSE 20 chunks: added by the analytics layer",
+            results["sse20"]["layer"] - results["sse20"]["stock"],
+            50,
+            "µs",
+            note=f" [scaled target {50 * factor:.0f}]",
+        ),
+        verdict("2b. SSE: per extra chunk", per_chunk, 1, "µs", note=f" [scaled target {factor:.1f}]"),
+        verdict(
+            "2c. SSE 20 chunks: own server span vs stock",
+            results["sse20"]["own"] - results["sse20"]["stock"],
+            50,
+            "µs",
+            note=f" [scaled target {50 * factor:.0f}]",
+        ),
+        verdict("3.  time to first SSE chunk vs bare", ttfb["analytics"] / ttfb["bare"], 1.05, "x"),
+    ]
+    return 0 if QUICK or all(checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Shared pieces of the benchmarks: the apps, a no-op exporter, interleaved rounds, a results table.
+
+Every benchmark measures its variants side by side in one run: rounds interleave the variants
+in a rotating order, each round measures every variant, and the figure kept is the median of the
+rounds. Ratios and deltas between variants of the same run are what the targets are about; the
+absolute figures depend on the machine and its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+QUICK = "--quick" in sys.argv
+"""A smoke run (CI runs every benchmark this way to keep it working): tiny counts, no verdicts."""
+
+COMPLETION = {
+    "id": "chatcmpl-AbCdEf0123456789",
+    "object": "chat.completion",
+    "created": 1764410000,
+    "model": "gpt-4o-mini-2024-07-18",
+    "system_fingerprint": "fp_0123456789",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Paris in spring is lovely. " * 30, "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 1200,
+        "completion_tokens": 300,
+        "total_tokens": 1500,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    },
+}
+
+
+def sse_events(n: int) -> list[bytes]:
+    """``n`` events: ``n - 1`` content deltas and the usage chunk, then ``[DONE]``."""
+    base = {
+        "id": "chatcmpl-s1",
+        "object": "chat.completion.chunk",
+        "created": 1764410000,
+        "model": "gpt-4o-mini-2024-07-18",
+    }
+    events = []
+    for i in range(n - 1):
+        finish = "stop" if i == n - 2 else None
+        events.append(base | {"choices": [{"index": 0, "delta": {"content": f"word{i} "}, "finish_reason": finish}]})
+    events.append(
+        base | {"choices": [], "usage": {"prompt_tokens": 300, "completion_tokens": n - 1, "total_tokens": 300 + n - 1}}
+    )
+    return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+
+
+def chat_app(first_chunk_delay: float = 0.0) -> Starlette:
+    """``POST /api/messages``: JSON completion; ``?stream=N``: SSE with N events (as in the anchors)."""
+    completion = json.dumps(COMPLETION).encode()
+    streams = {n: sse_events(n) for n in (20, 40)}
+
+    async def messages(request: Request) -> Response:
+        await request.body()
+        n = int(request.query_params.get("stream", "0"))
+        if not n:
+            return Response(completion, media_type="application/json")
+
+        async def generate() -> Any:
+            if first_chunk_delay:
+                await asyncio.sleep(first_chunk_delay)
+            for event in streams[n]:
+                yield event
+
+        return StreamingResponse(generate(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/api/messages", messages, methods=["POST"])])
+
+
+class NullExporter(SpanExporter):
+    """Counts and drops: the exporter "that does nothing" of the targets."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def rounds(variants: dict[str, Callable[[], float]], count: int) -> dict[str, float]:
+    """Median over ``count`` rounds; the variant order rotates each round."""
+    names = list(variants)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(count):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            results[name].append(variants[name]())
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+async def async_rounds(variants: dict[str, Callable[[], Awaitable[float]]], count: int) -> dict[str, float]:
+    names = list(variants)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(count):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            results[name].append(await variants[name]())
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def cpu_us_per(n: int, started: float) -> float:
+    return (time.process_time() - started) / n * 1e6
+
+
+def verdict(
+    label: str, measured: float, target: float, unit: str, *, lower_is_better: bool = True, note: str = ""
+) -> bool:
+    ok = measured <= target if lower_is_better else measured >= target
+    status = "n/a (quick run)" if QUICK else ("PASS" if ok else "FAIL")
+    sign = "<=" if lower_is_better else ">="
+    print(f"  {status:5}  {label}: {measured:.2f} {unit} (target {sign} {target:g} {unit}){note}")
+    return ok
+
+
+def header(title: str, method: str) -> None:
+    print(f"\n== {title} ==")
+    print(f"python {sys.version.split()[0]}, pid {os.getpid()}, {os.cpu_count()} cpus")
+    print(method.strip())
+    print()
