@@ -2,7 +2,8 @@
 
 CPU per request (targets 1 and 2) is measured in process, over the ASGI protocol itself: a loop
 sends the same request to each variant and reads ``time.process_time()`` around N requests, so
-the figure is server CPU with no HTTP parsing or client noise (the same for every variant). Time to
+the figure is server CPU with no HTTP parsing or client noise (the same for every variant); each
+figure is the 10th percentile of many short interleaved rounds. Time to
 the first SSE chunk (target 3) is measured over real HTTP against uvicorn servers on 127.0.0.1.
 """
 
@@ -26,8 +27,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 import otel_analytics as oa
 from bench.common import QUICK, NullExporter, async_rounds, chat_app, header, rounds, verdict
 
-N = 50 if QUICK else 1500
-ROUNDS = 3 if QUICK else 9
+N = 50 if QUICK else 200
+ROUNDS = 3 if QUICK else 40
 # Reference figures (shared/research/perf-anchors.md, the same kind of machine): what the stock
 # middleware with send/receive spans off adds. Used only to show how fast this machine is today.
 ANCHOR_STOCK_JSON_US = 110.0
@@ -115,10 +116,12 @@ def cpu_per_request() -> dict[str, dict[str, float]]:
         for variant in variants.values():  # warm-up: imports, price lookups, caches
             asyncio.run(serve(variant, query, 20))
         measured = asyncio.run(
-            async_rounds({name: (lambda a=app_, q=query: serve(a, q, N)) for name, app_ in variants.items()}, ROUNDS)
+            async_rounds(
+                {name: (lambda a=app_, q=query: serve(a, q, N)) for name, app_ in variants.items()}, ROUNDS, "p10"
+            )
         )
         results[label] = measured
-    results["floor"] = rounds({"sdk span": lambda: sdk_floor(provider, N)}, ROUNDS)
+    results["floor"] = rounds({"sdk span": lambda: sdk_floor(provider, N)}, ROUNDS, "p10")
     return results
 
 
@@ -177,7 +180,7 @@ def main() -> int:
     results = cpu_per_request()
     print(
         f"{'endpoint':8} {'bare':>9} {'stock':>9} {'layer':>9} {'own':>9}   {'stock-bare':>10} {'layer-stock':>11} "
-        f"{'own-stock':>9}   (CPU µs per request, median of {ROUNDS} rounds x {N})"
+        f"{'own-stock':>9}   (CPU µs per request, p10 of {ROUNDS} rounds x {N})"
     )
     for label in ("json", "sse20", "sse40"):
         r = results[label]

@@ -28,12 +28,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import runtime as _runtime
 from .config import EXPORTER_NAMES, Settings
 from .errors import ConfigurationError
-from .exporters import build_exporter
+from .exporters import build_exporter, build_processor
 from .runtime import INSTRUMENTATION_SCOPE, Runtime
 
 _logger = logging.getLogger("otel_analytics")
@@ -202,8 +202,8 @@ def _build(settings: Settings, explicit: trace.TracerProvider | None) -> Analyti
     exporters: dict[str, SpanExporter] = {}
     for name in names:
         exporters[name] = build_exporter(name, settings)
-    for exporter in exporters.values():
-        processor: SpanProcessor = BatchSpanProcessor(exporter)
+    for name, exporter in exporters.items():
+        processor = build_processor(name, exporter)
         if not owns:
             processor = OwnSpansOnly(processor)
         provider.add_span_processor(processor)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry.trace import StatusCode
+
 from . import attributes as attrs
 from .context import ANONYMOUS_USER
 
@@ -55,21 +57,36 @@ class Call:
     """Not sent: what a follow-up call may need (the session start time of an end)."""
 
 
+_second: list[Any] = [None, ""]
+
+
 def iso(ns: int) -> str:
-    """``2026-11-29T10:15:00.123Z``: the contract's timestamp format."""
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-11-29T10:15:00.123Z``: the contract's timestamp format.
+
+    Called for every exported span: the date and time part is formatted once per second.
+    """
+    seconds, rest = divmod(ns, 1_000_000_000)
+    cached = _second
+    if cached[0] != seconds:
+        text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        cached[0], cached[1] = seconds, text  # one list: readers never see a half update
+    else:
+        text = cached[1]
+    return f"{text}.{rest // 1_000_000:03d}Z"
 
 
 def record_from_readable(span: Any) -> SpanRecord:
     """A ``SpanRecord`` from an SDK ``ReadableSpan``."""
     context = span.get_span_context()
+    attributes = span.attributes
     return SpanRecord(
         trace_id=context.trace_id,
         span_id=context.span_id,
         start_ns=span.start_time or 0,
         end_ns=span.end_time or span.start_time or 0,
-        attributes=span.attributes or {},
-        error=span.status.status_code.name == "ERROR",
+        # A plain dict: the SDK's BoundedAttributes answers each lookup through Python code.
+        attributes=dict(attributes) if attributes else {},
+        error=span.status.status_code is StatusCode.ERROR,
     )
 
 

@@ -368,3 +368,12 @@ def test_store_migrations_are_versioned_and_idempotent(tmp_path: Any) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"sessions", "interactions", "pricing"} <= tables
+
+
+def test_every_interaction_has_its_session(local_tracker: LocalTracker) -> None:
+    c = local_tracker.client
+    c.post("/v1/track/interaction/batch", json={"interactions": [chat(f"conv-{n}", "u") for n in range(30)]})
+    c.post("/v1/track/interaction", json=chat("conv-single", "u"))
+    assert local_tracker.rows("PRAGMA foreign_key_check") == []
+    orphans = local_tracker.rows("SELECT COUNT(*) FROM interactions WHERE session_id NOT IN (SELECT id FROM sessions)")
+    assert orphans == [(0,)]

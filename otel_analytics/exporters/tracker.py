@@ -85,9 +85,17 @@ class TrackerStats:
     """Given up after retryable failures outlasted the retry budget (or at shutdown)."""
     failed: int = 0
     """Refused by the tracker (4xx other than 429) or not sendable: never retried."""
+    ended: int = 0
+    """Spans handed to this exporter's batch processor (counted when the package built it)."""
+    received: int = 0
+    """Spans the batch processor passed on to this exporter."""
 
     def as_dict(self) -> dict[str, int]:
-        return {"sent": self.sent, "retried": self.retried, "dropped": self.dropped, "failed": self.failed}
+        counts = {"sent": self.sent, "retried": self.retried, "dropped": self.dropped, "failed": self.failed}
+        if self.ended:
+            # Still queued, or dropped by the full queue (after a flush: dropped).
+            counts["queued_or_lost"] = max(self.ended - self.received, 0)
+        return counts
 
 
 def check_tracker_url(url: str, allow_insecure: bool) -> None:
@@ -145,7 +153,7 @@ class TrackerSpanExporter(SpanExporter):
         send_costs: bool | None = None,
         allow_insecure: bool | None = None,
         transport: httpx.BaseTransport | None = None,
-        concurrency: int = 4,
+        concurrency: int = 8,
         settings: Settings | None = None,
     ) -> None:
         settings = settings or Settings.load()
@@ -179,6 +187,7 @@ class TrackerSpanExporter(SpanExporter):
         if self._stopping.is_set():
             return SpanExportResult.FAILURE
         deadline = time.monotonic() + self._retry_budget_s
+        self.stats.received += len(spans)
         token = otel_context.attach(otel_context.set_value(_SUPPRESS, True))
         try:
             return self._export(spans, deadline)
