@@ -2,8 +2,8 @@
 
 Every benchmark measures its variants side by side in one run: rounds interleave the variants
 in a rotating order, each round measures every variant, and the figure kept is the median (or,
-for CPU time, the 10th percentile) of the rounds. Ratios and deltas between variants of the same run are what the targets are about; the
-absolute figures depend on the machine and its neighbours.
+for CPU time, the 10th percentile) of the rounds. Ratios and deltas between variants of the same
+run are what the targets are about; the absolute figures depend on the machine and its neighbours.
 """
 
 from __future__ import annotations
