@@ -13,8 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_benchmark_runs() -> None:
-    result = subprocess.run([sys.executable, "-m", "bench.run_all", "--quick"], capture_output=True, text=True,
-                            cwd=ROOT, env=clean_environ(), timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run_all", "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=clean_environ(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for target in ("1a.", "1b.", "2a.", "2b.", "2c.", "3. ", "4.", "5a.", "5b.", "6.", "7."):
         assert f") {target}" in result.stdout or f"  {target}" in result.stdout, target
