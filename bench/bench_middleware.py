@@ -29,6 +29,7 @@ from bench.common import QUICK, NullExporter, async_rounds, chat_app, header, ro
 
 N = 50 if QUICK else 200
 ROUNDS = 3 if QUICK else 40
+TTFB_ROUNDS = 3 if QUICK else 9
 # Reference figures (shared/research/perf-anchors.md, the same kind of machine): what the stock
 # middleware with send/receive spans off adds. Used only to show how fast this machine is today.
 ANCHOR_STOCK_JSON_US = 110.0
@@ -168,7 +169,7 @@ def first_chunk_times(delay: float) -> dict[str, float]:
                                 first = False
                 return statistics.median(samples)
 
-            return rounds({name: (lambda u=url: ttfb(u)) for name, url in urls.items()}, ROUNDS)
+            return rounds({name: (lambda u=url: ttfb(u)) for name, url in urls.items()}, TTFB_ROUNDS)
     finally:
         for server in servers:
             server.terminate()

@@ -92,6 +92,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-analytics", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     ids = commands.add_parser("ids", help="the trace id and root span id of a session id")
@@ -130,9 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--user", default=None, help="only this user's sessions")
     report.add_argument("--limit", type=int, default=50)
     report.set_defaults(run=_report)
-    args = parser.parse_args(argv)
-    result: int = args.run(args)
-    return result
+    return parser
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ install. A new exporter is one more entry in ``FACTORIES``.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -83,8 +85,33 @@ def build_processor(name: str, exporter: SpanExporter) -> SpanProcessor:
         max_export_batch_size=min(_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", TRACKER_BATCH_SIZE), queue),
         schedule_delay_millis=_env_int("OTEL_BSP_SCHEDULE_DELAY", TRACKER_SCHEDULE_DELAY_MS),
     )
+    sdk_logger = logging.getLogger("opentelemetry.sdk._shared_internal")
+    if _QUEUE_FULL_FILTER not in sdk_logger.filters:
+        sdk_logger.addFilter(_QUEUE_FULL_FILTER)
     stats = getattr(exporter, "stats", None)
     return QueueAccounting(processor, stats) if stats is not None else processor
+
+
+class _OncePerMinute(logging.Filter):
+    """The SDK logs "Queue full, dropping Span." for every span it drops; a tracker outage under
+    load would print it thousands of times a second. Once a minute is plenty: the count of what
+    was dropped is in ``handle.stats()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Queue full"):
+            return True
+        now = time.monotonic()
+        if now - self._last < 60:
+            return False
+        self._last = now
+        return True
+
+
+_QUEUE_FULL_FILTER = _OncePerMinute()
 
 
 class QueueAccounting(SpanProcessor):

@@ -224,20 +224,18 @@ class TrackerSpanExporter(SpanExporter):
         ok = True
         for call in starts:
             ok = self._start_session(call, deadline) and ok
+        unseen: dict[str, Call] = {}
         for call in interactions:
-            if call.session_id not in self._started:
-                start = Call(
-                    SESSION_START,
-                    {
-                        "session_id": call.session_id,
-                        "user_id": call.user_id,
-                        "start_time": call.body["timestamp"],
-                        "metadata": {},
-                    },
-                    call.session_id,
-                    call.user_id,
-                )
-                ok = self._start_session(start, deadline) and ok
+            if call.session_id not in self._started and call.session_id not in unseen:
+                unseen[call.session_id] = call
+        for call in unseen.values():  # one start per session, however many of its interactions
+            body = {
+                "session_id": call.session_id,
+                "user_id": call.user_id,
+                "start_time": call.body["timestamp"],
+                "metadata": {},
+            }
+            ok = self._start_session(Call(SESSION_START, body, call.session_id, call.user_id), deadline) and ok
         ok = self._send_interactions(interactions, deadline) and ok
         for call in ends:
             ok = self._end_session(call, deadline) and ok

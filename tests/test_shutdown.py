@@ -1,0 +1,94 @@
+"""SIGTERM during heavy traffic: the app flushes what it can within the flush timeout and exits,
+and a hung exporter never holds the process past it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fake_tracker import FakeTracker
+from tests.helpers import clean_environ
+from tests.test_outages import SilentServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_app(port: int, tracker_url: str, flush_timeout: float) -> subprocess.Popen[bytes]:
+    env = clean_environ(
+        ANALYTICS_EXPORTERS="tracker",
+        ANALYTICS_TRACKER_URL=tracker_url,
+        ANALYTICS_FLUSH_TIMEOUT_S=str(flush_timeout),
+        ANALYTICS_TIMEOUT_S="30",
+        ANALYTICS_RETRY_BUDGET_S="60",
+        FAKE_LLM_CHUNK_DELAY_S="0",
+    )
+    app = subprocess.Popen([sys.executable, str(ROOT / "examples" / "chat_app.py"), "--port", str(port)], env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
+            return app
+        except httpx.TransportError:
+            time.sleep(0.1)
+    app.kill()
+    raise AssertionError("the example app did not start")
+
+
+def traffic(url: str, stop: threading.Event, answered: list[int]) -> None:
+    with httpx.Client(base_url=url, timeout=5) as client:
+        n = 0
+        while not stop.is_set():
+            try:
+                body = {"conversationId": f"conv-{n % 8}", "model": "gpt-4o-mini", "text": "hi", "stream": n % 2 == 0}
+                answered.append(client.post("/api/messages", json=body).status_code)
+            except httpx.TransportError:
+                return  # the server is going away
+            n += 1
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("tracker_kind", ["healthy", "hung"])
+def test_sigterm_under_load_flushes_within_the_timeout(tracker_kind: str) -> None:
+    tracker = FakeTracker() if tracker_kind == "healthy" else SilentServer()
+    port = free_port()
+    app = start_app(port, tracker.url, flush_timeout=2.0)
+    stop, answered = threading.Event(), []
+    clients = [threading.Thread(target=traffic, args=(f"http://127.0.0.1:{port}", stop, answered)) for _ in range(3)]
+    try:
+        for client in clients:
+            client.start()
+        time.sleep(1.5)
+        started = time.monotonic()
+        app.send_signal(signal.SIGTERM)
+        code = app.wait(timeout=20)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(10)
+        if app.poll() is None:
+            app.kill()
+        tracker.close()
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after a clean shutdown
+    assert answered and all(status == 200 for status in answered)
+    # uvicorn's own graceful shutdown, then at most the 2 s flush timeout (plus process exit).
+    assert took < 8, took
+    if tracker_kind == "healthy":
+        assert isinstance(tracker, FakeTracker)
+        chats = [i for i in tracker.interactions if i["type"] == "chat"]
+        assert len(chats) >= len(answered)  # every answered request's interaction was flushed at exit
