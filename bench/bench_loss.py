@@ -22,7 +22,7 @@ import otel_analytics as oa
 from bench import servers
 from bench.common import QUICK, header, verdict
 
-RATE = 15_000
+RATE = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--rate=")), 15_000)
 SECONDS = 1.0 if QUICK else 10.0
 
 
@@ -67,7 +67,7 @@ def main() -> int:
         received = httpx.get(f"{url}/count").json()["interactions"]
     finally:
         servers.stop(sink)
-    lost = total - received
+    lost = total + 1 - received  # the warm-up interaction too
     print(
         f"offered {RATE}/s for {SECONDS:g} s: {total} interactions recorded in {elapsed:.1f} s "
         f"({total / elapsed:,.0f}/s achieved); flushed: {flushed}"

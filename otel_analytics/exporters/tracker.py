@@ -221,21 +221,20 @@ class TrackerSpanExporter(SpanExporter):
             (starts if call.route == SESSION_START else ends if call.route == SESSION_END else interactions).append(
                 call
             )
-        ok = True
-        for call in starts:
-            ok = self._start_session(call, deadline) and ok
-        unseen: dict[str, Call] = {}
+        # Session starts first (the deployed worker refuses an interaction of an unknown session):
+        # the explicit ones, then one for each session this exporter has not started yet. They
+        # are independent requests, so they go out concurrently.
+        pending = {call.session_id: call for call in starts}
         for call in interactions:
-            if call.session_id not in self._started and call.session_id not in unseen:
-                unseen[call.session_id] = call
-        for call in unseen.values():  # one start per session, however many of its interactions
-            body = {
-                "session_id": call.session_id,
-                "user_id": call.user_id,
-                "start_time": call.body["timestamp"],
-                "metadata": {},
-            }
-            ok = self._start_session(Call(SESSION_START, body, call.session_id, call.user_id), deadline) and ok
+            if call.session_id not in self._started and call.session_id not in pending:
+                body = {
+                    "session_id": call.session_id,
+                    "user_id": call.user_id,
+                    "start_time": call.body["timestamp"],
+                    "metadata": {},
+                }
+                pending[call.session_id] = Call(SESSION_START, body, call.session_id, call.user_id)
+        ok = all(self._in_parallel([functools.partial(self._start_session, c, deadline) for c in pending.values()]))
         ok = self._send_interactions(interactions, deadline) and ok
         for call in ends:
             ok = self._end_session(call, deadline) and ok
