@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_analytics as oa
+from bench import servers
 from bench.common import QUICK, NullExporter, async_rounds, chat_app, header, rounds, verdict
 
 N = 50 if QUICK else 200
@@ -126,34 +124,14 @@ def cpu_per_request() -> dict[str, dict[str, float]]:
     return results
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def first_chunk_times(delay: float) -> dict[str, float]:
-    servers, urls = [], {}
-    here = Path(__file__).resolve().parent
+    processes, urls = [], {}
     try:
         for variant in ("bare", "analytics"):
-            port = free_port()
-            servers.append(
-                subprocess.Popen([sys.executable, "-m", "bench.serve", variant, str(port), str(delay)], cwd=here.parent)
-            )
+            port = servers.free_port()
+            processes.append(servers.start(["-m", "bench.serve", variant, str(port), str(delay)], "/", port))
             urls[variant] = f"http://127.0.0.1:{port}/api/messages?stream=20"
         with httpx.Client(timeout=10) as client:
-            for url in urls.values():
-                deadline = time.monotonic() + 20
-                while True:
-                    try:
-                        client.post(url, content=REQUEST).read()
-                        break
-                    except httpx.TransportError:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.1)
 
             def ttfb(url: str) -> float:
                 samples = []
@@ -171,9 +149,8 @@ def first_chunk_times(delay: float) -> dict[str, float]:
 
             return rounds({name: (lambda u=url: ttfb(u)) for name, url in urls.items()}, TTFB_ROUNDS)
     finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=10)
+        for process in processes:
+            servers.stop(process)
 
 
 def per_chunk_verdict(per_chunk: float, factor: float) -> bool:
