@@ -235,7 +235,3 @@ def _default_exporters() -> tuple[str, ...]:
         if mapped not in names:
             names.append(mapped)
     return tuple(names)
-
-
-def active_handle() -> AnalyticsHandle | None:
-    return _active

@@ -86,8 +86,8 @@ class Price:
     output: float
     cache_read: float | None = None
     cache_write: float | None = None
-    source: str = "genai-prices"
     version: str = ""
+    """Where the price comes from: ``genai-prices <version>`` or the override file's version."""
     provider: str | None = None
     # Set when the snapshot has tiered or other non-linear prices: then genai-prices computes.
     model_price: Any = None
@@ -97,7 +97,6 @@ class Price:
 class Cost:
     usd: float
     micro_cents: int
-    source: str
     version: str
 
 
@@ -132,7 +131,7 @@ def cost_of(usage: Usage, price: Price) -> Cost | None:
         + micro_cents(cache_write, price.input if price.cache_write is None else price.cache_write)
         + micro_cents(usage.output_tokens or 0, price.output)
     )
-    return Cost(usd=mc / 100000, micro_cents=mc, source=price.source, version=price.version)
+    return Cost(usd=mc / 100000, micro_cents=mc, version=price.version)
 
 
 def _tiered_cost(usage: Usage, price: Price) -> Cost:
@@ -147,7 +146,7 @@ def _tiered_cost(usage: Usage, price: Price) -> Cost:
         )
     )
     mc = int((Decimal(result["total_price"]) * 100000).to_integral_value())
-    return Cost(usd=mc / 100000, micro_cents=mc, source=price.source, version=price.version)
+    return Cost(usd=mc / 100000, micro_cents=mc, version=price.version)
 
 
 class PriceBook:
@@ -232,7 +231,6 @@ def _snapshot_price(model: str, provider: str | None) -> Price | None:
         output=flat["output_mtok"] or 0.0,
         cache_read=flat["cache_read_mtok"],
         cache_write=flat["cache_write_mtok"],
-        source="genai-prices",
         version=f"genai-prices {genai_prices.__version__}",
         provider=_PROVIDER_TO_SEMCONV.get(calc.provider.id, calc.provider.id),
         model_price=None if linear else model_price,
@@ -273,7 +271,6 @@ def load_overrides(path: str) -> tuple[dict[str, Price], str]:
             output=values["output"] or 0.0,
             cache_read=values["cache_read"],
             cache_write=values["cache_write"],
-            source="override",
             version=version,
             provider=str(provider) if provider else None,
         )

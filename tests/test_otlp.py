@@ -66,37 +66,34 @@ def _check(spans: list[dict[str, object]]) -> None:
     assert (db["analytics.db.read_ops"], db["analytics.db.write_ops"]) == (4, 1)
 
 
-def test_otlp_http_by_environment(clean_env: pytest.MonkeyPatch, otlp_http_receiver: OtlpHttpReceiver) -> None:
-    clean_env.setenv("ANALYTICS_EXPORTERS", "otlp")
-    clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_http_receiver.endpoint)
-    clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=chat")
-    clean_env.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_otlp_by_environment(
+    clean_env: pytest.MonkeyPatch,
+    otlp_http_receiver: OtlpHttpReceiver,
+    otlp_grpc_receiver: OtlpGrpcReceiver,
+    protocol: str,
+) -> None:
     from opentelemetry.sdk.resources import Resource
 
+    receiver: OtlpHttpReceiver | OtlpGrpcReceiver = otlp_http_receiver
+    clean_env.setenv("ANALYTICS_EXPORTERS", "otlp")
+    if protocol == "grpc":
+        receiver = otlp_grpc_receiver
+        clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+    else:
+        clean_env.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=chat")
+        clean_env.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
     handle = oa.configure(tracer_provider=TracerProvider(resource=Resource.create({"service.name": "otlp-test"})))
     try:
         _emit()
         assert handle.force_flush(timeout=10)
     finally:
         handle.shutdown()
-    _check(otlp_http_receiver.wait_for(5))
-    assert otlp_http_receiver.headers[0]["x-team"] == "chat"
-
-
-def test_otlp_grpc_by_environment(clean_env: pytest.MonkeyPatch, otlp_grpc_receiver: OtlpGrpcReceiver) -> None:
-    clean_env.setenv("ANALYTICS_EXPORTERS", "otlp")
-    clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-    clean_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_grpc_receiver.endpoint)
-    clean_env.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
-    from opentelemetry.sdk.resources import Resource
-
-    handle = oa.configure(tracer_provider=TracerProvider(resource=Resource.create({"service.name": "otlp-test"})))
-    try:
-        _emit()
-        assert handle.force_flush(timeout=10)
-    finally:
-        handle.shutdown()
-    _check(otlp_grpc_receiver.wait_for(5))
+    _check(receiver.wait_for(5))
+    if protocol != "grpc":
+        assert receiver.headers[0]["x-team"] == "chat"
 
 
 def test_console_and_otlp_at_once(

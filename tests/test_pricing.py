@@ -61,7 +61,7 @@ def test_overrides_from_toml_win_and_add_models(tmp_path: Path) -> None:
     )
     book = PriceBook(str(path))
     llama = book.price("llama-internal")
-    assert llama is not None and llama.source == "override" and llama.version == "ours-1"
+    assert llama is not None and llama.version == "ours-1"
     assert book.provider("llama-internal") == "self-hosted"
     gpt = book.price("gpt-4o", "openai")
     assert gpt is not None and (gpt.input, gpt.output) == (1.0, 2.0)

@@ -277,7 +277,6 @@ class Store:
                 output=kinds.get("output", 0.0),
                 cache_read=kinds.get("cache_read"),
                 cache_write=kinds.get("cache_write"),
-                source="tracker",
                 version="pricing table",
                 provider=rows[0]["provider"],
             )
