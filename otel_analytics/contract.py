@@ -57,21 +57,21 @@ class Call:
     """Not sent: what a follow-up call may need (the session start time of an end)."""
 
 
-_second: list[Any] = [None, ""]
+_last_second: list[tuple[int, str]] = [(-1, "")]
 
 
 def iso(ns: int) -> str:
     """``2026-11-29T10:15:00.123Z``: the contract's timestamp format.
 
-    Called for every exported span: the date and time part is formatted once per second.
+    Called for every exported span: the date and time part is formatted once per second. The
+    cache is one (second, text) tuple replaced in a single store, so concurrent callers never see
+    a second paired with another second's text.
     """
     seconds, rest = divmod(ns, 1_000_000_000)
-    cached = _second
-    if cached[0] != seconds:
+    cached_second, text = _last_second[0]
+    if cached_second != seconds:
         text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        cached[0], cached[1] = seconds, text  # one list: readers never see a half update
-    else:
-        text = cached[1]
+        _last_second[0] = (seconds, text)
     return f"{text}.{rest // 1_000_000:03d}Z"
 
 

@@ -111,8 +111,11 @@ class interaction:
                     raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}.")
                 extra[key] = value
         self._attributes = extra
-        # A stack per context, so one interaction object can serve concurrent `with` blocks.
-        self._active: ContextVar[tuple[tuple[Recording | NoopRecording, Any], ...]] | None = None
+        # A stack per context, so one interaction object can serve concurrent `with` blocks
+        # (made here, not on first use: two threads entering at once must share one).
+        self._active: ContextVar[tuple[tuple[Recording | NoopRecording, Any], ...]] = ContextVar(
+            f"otel_analytics_interaction_{id(self)}", default=()
+        )
 
     def _start(self) -> Recording | NoopRecording:
         runtime = _runtime.current()
@@ -136,15 +139,12 @@ class interaction:
         activation = recording.activated() if isinstance(recording, Recording) else None
         if activation is not None:
             activation.__enter__()
-        if self._active is None:
-            self._active = ContextVar(f"otel_analytics_interaction_{id(self)}", default=())
         self._active.set((*self._active.get(), (recording, activation)))
         return recording
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        assert self._active is not None, "__exit__ without __enter__"
         *rest, (recording, activation) = self._active.get()
         self._active.set(tuple(rest))
         if activation is not None:

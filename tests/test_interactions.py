@@ -420,3 +420,28 @@ def test_content_capture_is_opt_in(clean_env: pytest.MonkeyPatch) -> None:
         assert '"content": "hi"' in a["gen_ai.output.messages"]
     finally:
         capture.close()
+
+
+def test_one_interaction_object_shared_by_threads(capture_analytics: CaptureAnalytics) -> None:
+    import threading
+
+    shared = oa.interaction("db")
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            start.wait()
+            for _ in range(50):
+                with shared:
+                    pass
+        except BaseException as exc:  # pragma: no cover - what the test looks for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(capture_analytics.spans(type="db")) == 400

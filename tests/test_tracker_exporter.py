@@ -334,3 +334,29 @@ def test_send_costs_sends_our_estimate(spans: CaptureAnalytics) -> None:
     batch = json.loads(seen[-1].content)
     assert batch["interactions"][0]["costs"]["ai_tokens_cost_mc"] == 350
     tracker.shutdown()
+
+
+def test_contract_timestamps_under_concurrency() -> None:
+    import threading
+    from datetime import UTC, datetime
+
+    from otel_analytics.contract import iso
+
+    stamps = [1764410000_000_000_000 + n * 700_000_000 for n in range(200)]  # many distinct seconds
+    wrong: list[str] = []
+
+    def check() -> None:
+        for _ in range(20):
+            for ns in stamps:
+                expected = datetime.fromtimestamp(ns // 10**9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+                got = iso(ns)
+                if not got.startswith(expected):
+                    wrong.append(got)
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+    assert iso(1764410000_123_456_789) == "2025-11-29T09:53:20.123Z"
