@@ -72,7 +72,7 @@ def sse_events(n: int) -> list[bytes]:
 def chat_app(first_chunk_delay: float = 0.0) -> Starlette:
     """``POST /api/messages``: JSON completion; ``?stream=N``: SSE with N events (as in the anchors)."""
     completion = json.dumps(COMPLETION).encode()
-    streams = {n: sse_events(n) for n in (20, 40)}
+    streams = {n: sse_events(n) for n in (20, 220)}
 
     async def messages(request: Request) -> Response:
         await request.body()

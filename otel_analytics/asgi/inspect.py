@@ -89,6 +89,13 @@ class SseInspector:
 
     def feed(self, chunk: bytes) -> None:
         newline = chunk.rfind(b"\n")
+        if newline == len(chunk) - 1 and not self._tail and not self._skipping:
+            # The common case, inline (once per chunk): whole events, nothing carried over.
+            if _USAGE in chunk:
+                self._look(chunk)
+            elif not chunk.startswith(b"data: [DONE]"):
+                self._last = chunk
+            return
         if newline < 0:  # no line ends here: keep the partial line, within the cap
             if not self._skipping:
                 self._tail += chunk

@@ -359,24 +359,30 @@ class _Exchange:
             self._end(None)
             raise
         try:
-            self._observe(message)
+            # The body messages of a stream, inline: this runs once per chunk.
+            if message["type"] == "http.response.body":
+                inspector = self._inspector
+                if inspector is not None:
+                    body = message.get("body")
+                    if body:
+                        inspector.feed(body)
+                if not message.get("more_body", False):
+                    self._last_body()
+            else:
+                self._observe(message)
         except Exception as error:
             report_internal_error("asgi.response", error)
 
+    def _last_body(self) -> None:
+        if self._status >= 500:
+            # A server error page may be followed by the exception itself (Starlette's
+            # ServerErrorMiddleware): end when the app returns, timed to now.
+            self._final_at = time.time_ns()
+        else:
+            self._end(None)
+
     def _observe(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.body":
-            body = message.get("body", b"")
-            if body and self._inspector is not None:
-                self._inspector.feed(body)
-            if not message.get("more_body", False):
-                if self._status >= 500:
-                    # A server error page may be followed by the exception itself (Starlette's
-                    # ServerErrorMiddleware): end when the app returns, timed to now.
-                    self._final_at = time.time_ns()
-                else:
-                    self._end(None)
-        elif kind == "http.response.start":
+        if message["type"] == "http.response.start":
             self._status = message["status"]
             content_type = content_encoding = b""
             for name, value in message.get("headers", ()):
