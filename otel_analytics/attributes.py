@@ -68,3 +68,7 @@ COST_PART_PREFIX: Final = "analytics.cost."
 """Explicit cost parts given by the caller: ``analytics.cost.ai_tokens_cost_mc`` and the like."""
 
 INTERACTION_TYPES: Final = ("chat", "db", "api", "cost-event")
+STATUSES: Final = ("completed", "failed", "timeout")
+"""The tracker's interaction statuses."""
+COST_PARTS: Final = ("ai_tokens_cost_mc", "db_ops_cost_mc", "api_calls_cost_mc", "compute_time_cost_mc")
+"""The parts of an interaction's cost in the tracker contract, in micro-cents."""

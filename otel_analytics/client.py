@@ -10,6 +10,7 @@ all (an unknown ``type``) is dropped with a warning.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -20,9 +21,7 @@ from . import attributes as attrs
 from . import runtime as _runtime
 from ._guard import internal_errors, warn_once
 from .context import resolve_session
-from .recording import COST_PART_KEYS, Recording, now_ns
-
-_STATUSES = ("completed", "failed", "timeout")
+from .recording import Recording
 
 
 def _count(field: str, value: Any, minimum: int = 0) -> int | None:
@@ -90,7 +89,7 @@ def track_interaction(
         else:
             if timestamp is not None:
                 warn_once("track:timestamp", "otel-analytics: ignoring a naive timestamp (give a timezone).")
-            start = now_ns() - duration_ns
+            start = time.time_ns() - duration_ns
         extra: dict[str, Any] = {}
         if type == "db":
             for key, value in (
@@ -102,14 +101,14 @@ def track_interaction(
             calls = _count("api_call_count", api_call_count, minimum=1)
             extra[attrs.API_CALL_COUNT] = calls if calls is not None else 1
         if status is not None:
-            if status in _STATUSES:
+            if status in attrs.STATUSES:
                 extra[attrs.STATUS] = status
             else:
                 warn_once(
                     "track:status",
                     "otel-analytics: ignoring status=%r (accepted: %s).",
                     status,
-                    ", ".join(_STATUSES),
+                    ", ".join(attrs.STATUSES),
                 )
         extra.update(_cost_parts(costs))
         model = model_name if isinstance(model_name, str) and model_name else None
@@ -160,12 +159,12 @@ def _cost_parts(costs: Mapping[str, int] | None) -> dict[str, int]:
             "track:costs",
             "otel-analytics: ignoring costs=%r (accepted: a mapping of %s).",
             costs,
-            ", ".join(COST_PART_KEYS),
+            ", ".join(attrs.COST_PARTS),
         )
         return {}
     parts: dict[str, int] = {}
     for key, value in costs.items():
-        if key not in COST_PART_KEYS:
+        if key not in attrs.COST_PARTS:
             warn_once(f"track:costs:{key!s:.40}", "otel-analytics: ignoring unknown cost part %r.", key)
             continue
         count = _count(f"costs.{key}", value)

@@ -29,7 +29,6 @@ INTERACTION = "/v1/track/interaction"
 INTERACTION_BATCH = "/v1/track/interaction/batch"
 MAX_ID_LENGTH = 256
 MAX_BATCH = 100
-COST_PARTS = ("ai_tokens_cost_mc", "db_ops_cost_mc", "api_calls_cost_mc", "compute_time_cost_mc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +169,7 @@ def interaction_body(
         "compute_duration_ms": round(max(record.end_ns - record.start_ns, 0) / 1e6, 3),
     }
     status = a.get(attrs.STATUS)
-    if status in ("completed", "failed", "timeout"):
+    if status in attrs.STATUSES:
         body["status"] = status
     elif record.error or a.get(attrs.OUTCOME) in ("failed", "cancelled"):
         body["status"] = "failed"
@@ -202,10 +201,10 @@ def interaction_body(
     elif interaction_type == "api":
         calls = _count(a.get(attrs.API_CALL_COUNT))
         body["api_call_count"] = calls if calls else 1
-    costs = {part: _count(a.get(attrs.COST_PART_PREFIX + part)) for part in COST_PARTS}
+    costs = {part: _count(a.get(attrs.COST_PART_PREFIX + part)) for part in attrs.COST_PARTS}
     if any(value is not None for value in costs.values()):
         body["costs"] = {part: value or 0 for part, value in costs.items()}
     elif send_costs and _count(a.get(attrs.COST_MICRO_CENTS)) is not None:
-        body["costs"] = {part: 0 for part in COST_PARTS} | {"ai_tokens_cost_mc": a[attrs.COST_MICRO_CENTS]}
+        body["costs"] = {part: 0 for part in attrs.COST_PARTS} | {"ai_tokens_cost_mc": a[attrs.COST_MICRO_CENTS]}
     body["metadata"] = metadata
     return body

@@ -41,7 +41,6 @@ _SECRET_KEYS = frozenset(
         "password",
     }
 )
-COST_PART_KEYS = ("ai_tokens_cost_mc", "db_ops_cost_mc", "api_calls_cost_mc", "compute_time_cost_mc")
 
 
 def metadata_json(metadata: Mapping[str, Any]) -> str:
@@ -418,7 +417,3 @@ def _output_messages(response: Any) -> str | None:
         content = message.get("content") if isinstance(message, Mapping) else getattr(message, "content", None)
         messages.append({"role": "assistant", "parts": [{"type": "text", "content": content}]})
     return json.dumps(messages, default=str) if messages else None
-
-
-def now_ns() -> int:
-    return time.time_ns()

@@ -10,10 +10,11 @@ start happened in another process its time is unknown here, unless ``end_session
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -23,7 +24,8 @@ from . import attributes as attrs
 from . import runtime as _runtime
 from ._guard import internal_errors
 from .context import ANONYMOUS_USER, SessionRef, current_session, session_parent
-from .recording import metadata_json, now_ns
+from .contract import iso
+from .recording import metadata_json
 from .runtime import Runtime, pinned_ids
 
 _MAX_REMEMBERED = 10_000
@@ -48,10 +50,6 @@ class _StartTimes:
 
 
 _start_times = _StartTimes()
-
-
-def iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _to_ns(value: datetime | None) -> int | None:
@@ -96,7 +94,7 @@ def start_session(
     _check_id(session_id)
     with internal_errors("start_session"):
         session = SessionRef.of(session_id, user_id)
-        at = _to_ns(start_time) or now_ns()
+        at = _to_ns(start_time) or time.time_ns()
         _start_times.remember(session_id, at)
         extra = {attrs.METADATA: metadata_json(metadata)} if metadata else {}
         _instant_span(runtime, session, "start", at, extra)
@@ -119,7 +117,7 @@ def end_session(
         if user_id is None and ambient is not None and ambient.session_id == session_id:
             user_id = ambient.user_id
         session = SessionRef.of(session_id, user_id)
-        end = _to_ns(end_time) or now_ns()
+        end = _to_ns(end_time) or time.time_ns()
         start = _to_ns(start_time) or _start_times.pop(session_id)
         extra = {attrs.SESSION_START_TIME: iso(start)} if start is not None else {}
         _instant_span(runtime, session, "end", end, extra)

@@ -106,9 +106,10 @@ def usage_from_response(response: Any) -> Usage | None:
 
 def _read_usage(raw: Any, usage: Usage, *, anthropic: bool) -> None:
     prompt = token_count(_get(raw, "prompt_tokens"))
-    if prompt is not None or token_count(_get(raw, "completion_tokens")) is not None:  # OpenAI chat
+    completion = token_count(_get(raw, "completion_tokens"))
+    if prompt is not None or completion is not None:  # OpenAI chat
         usage.input_tokens = prompt
-        usage.output_tokens = token_count(_get(raw, "completion_tokens"))
+        usage.output_tokens = completion
         usage.cache_read_tokens = token_count(_get(_get(raw, "prompt_tokens_details"), "cached_tokens"))
         usage.reasoning_tokens = token_count(_get(_get(raw, "completion_tokens_details"), "reasoning_tokens"))
         return

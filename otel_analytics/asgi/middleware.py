@@ -38,7 +38,7 @@ from .. import attributes as attrs
 from .. import runtime as _runtime
 from .._guard import report_internal_error, warn_once
 from ..context import ANONYMOUS_USER, SessionRef, current_session
-from ..recording import emit_interaction
+from ..recording import emit_interaction, metadata_json
 from ..runtime import Runtime
 from ..sessions import end_session, start_session
 from ..usage import Usage
@@ -129,7 +129,7 @@ class AnalyticsMiddleware:
         if found is None:
             if len(self._metadata) >= 1024:
                 self._metadata.clear()  # bounded: paths can carry ids
-            found = self._metadata[key] = json.dumps({"endpoint": key[1], "method": key[0]}, separators=(",", ":"))
+            found = self._metadata[key] = metadata_json({"endpoint": key[1], "method": key[0]})
         return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

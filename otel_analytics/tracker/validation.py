@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..attributes import INTERACTION_TYPES
-from ..contract import COST_PARTS, MAX_BATCH, MAX_ID_LENGTH
+from ..attributes import COST_PARTS, INTERACTION_TYPES, STATUSES
+from ..contract import MAX_BATCH, MAX_ID_LENGTH
 
-STATUSES = ("completed", "failed", "timeout")
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 _MAX_METADATA_KEYS = 200
