@@ -59,6 +59,12 @@ class Call:
 _last_second: list[tuple[int, str]] = [(-1, "")]
 
 
+def start_call(session_id: str, user_id: str, start_time: str) -> Call:
+    """A session start for a session seen only through its interactions or its end."""
+    body = {"session_id": session_id, "user_id": user_id, "start_time": start_time, "metadata": {}}
+    return Call(SESSION_START, body, session_id, user_id)
+
+
 def iso(ns: int) -> str:
     """``2026-11-29T10:15:00.123Z``: the contract's timestamp format.
 

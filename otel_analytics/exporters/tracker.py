@@ -49,6 +49,7 @@ from ..contract import (
     SESSION_START,
     Call,
     record_from_readable,
+    start_call,
     to_call,
 )
 from ..errors import ConfigurationError
@@ -227,13 +228,7 @@ class TrackerSpanExporter(SpanExporter):
         pending = {call.session_id: call for call in starts}
         for call in interactions:
             if call.session_id not in self._started and call.session_id not in pending:
-                body = {
-                    "session_id": call.session_id,
-                    "user_id": call.user_id,
-                    "start_time": call.body["timestamp"],
-                    "metadata": {},
-                }
-                pending[call.session_id] = Call(SESSION_START, body, call.session_id, call.user_id)
+                pending[call.session_id] = start_call(call.session_id, call.user_id, call.body["timestamp"])
         ok = all(self._in_parallel([functools.partial(self._start_session, c, deadline) for c in pending.values()]))
         ok = self._send_interactions(interactions, deadline) and ok
         for call in ends:
@@ -261,15 +256,8 @@ class TrackerSpanExporter(SpanExporter):
                 self._count_failed(1, f"end:{exc.status}", "the tracker refused a session end: %s", exc.reason)
                 return False
             # Started elsewhere (or its start was lost): start it, then end it again.
-            start = {
-                "session_id": call.session_id,
-                "user_id": call.user_id,
-                "start_time": call.extra["start_time"],
-                "metadata": {},
-            }
-            return self._start_session(Call(SESSION_START, start, call.session_id, call.user_id), deadline) and (
-                self._deliver(SESSION_END, call.body, None, 1, deadline)
-            )
+            start = start_call(call.session_id, call.user_id, call.extra["start_time"])
+            return self._start_session(start, deadline) and (self._deliver(SESSION_END, call.body, None, 1, deadline))
         except _Retryable as exc:
             self._count_dropped(1, exc.reason)
             return False

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from ..contract import INTERACTION, SESSION_END, SESSION_START, SpanRecord, to_call
+from ..contract import INTERACTION, SESSION_END, SESSION_START, SpanRecord, start_call, to_call
 from . import validation
 from .store import Store
 from .validation import ContractError, invalid
@@ -142,13 +142,7 @@ def ingest(store: Store, records: list[SpanRecord]) -> tuple[int, str]:
     for body, call in ends:
         if store.end_session(body) is None:
             store.start_session(
-                validation.session_start(
-                    {
-                        "session_id": call.session_id,
-                        "user_id": call.user_id,
-                        "start_time": call.extra["start_time"],
-                    }
-                )
+                validation.session_start(start_call(call.session_id, call.user_id, call.extra["start_time"]).body)
             )
             store.end_session(body)
     return rejected, "; ".join(sorted(set(problems)))[:1000]
