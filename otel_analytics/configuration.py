@@ -23,10 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -51,13 +50,14 @@ _OTEL_EXPORTER_NAMES = {
 
 
 class OwnSpansOnly(SpanProcessor):
-    """Passes on only otel-analytics' spans: for processors added to a provider we joined."""
+    """Passes on only otel-analytics' spans: for processors added to a provider we joined.
+
+    Acts only ``on_end`` (``on_start`` is the base class's no-op), so finished interaction spans
+    can reach it without a live span (see ``finished_spans``).
+    """
 
     def __init__(self, inner: SpanProcessor) -> None:
         self._inner = inner
-
-    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        pass
 
     def on_end(self, span: ReadableSpan) -> None:
         scope = span.instrumentation_scope

@@ -113,7 +113,7 @@ def end_attributes(
     if usage.response_id:
         out[attrs.GEN_AI_RESPONSE_ID] = usage.response_id
     if usage.finish_reasons:
-        out[attrs.GEN_AI_RESPONSE_FINISH_REASONS] = usage.finish_reasons
+        out[attrs.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(usage.finish_reasons)
     if usage.input_tokens is not None:
         out[attrs.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
     if usage.output_tokens is not None:
@@ -206,11 +206,19 @@ def emit_interaction(
     )
     name = span_name(interaction_type, None, model, None)
     parent = session_parent(runtime, session)
+    kind = span_kind(interaction_type)
+    finished = runtime.finished
+    if (
+        status is None
+        and finished is not None
+        and finished.emit(name, parent, kind, span_attrs, links, start_ns, end_ns, span_id)
+    ):
+        return
     if span_id is not None:
         with pinned_ids(session.trace_id, span_id):
-            span = runtime.tracer.start_span(name, parent, span_kind(interaction_type), span_attrs, links, start_ns)
+            span = runtime.tracer.start_span(name, parent, kind, span_attrs, links, start_ns)
     else:
-        span = runtime.tracer.start_span(name, parent, span_kind(interaction_type), span_attrs, links, start_ns)
+        span = runtime.tracer.start_span(name, parent, kind, span_attrs, links, start_ns)
     if status is not None:
         if exc is not None and not isinstance(exc, asyncio.CancelledError):
             span.record_exception(exc)

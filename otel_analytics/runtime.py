@@ -25,6 +25,7 @@ from ._guard import warn_once
 from ._version import __version__
 from .config import Settings
 from .errors import ConfigurationError
+from .finished_spans import FinishedSpans
 from .pricing import PriceBook
 
 INSTRUMENTATION_SCOPE = "otel_analytics"
@@ -83,6 +84,8 @@ class Runtime:
     can_pin_ids: bool
     """Whether session root spans get their derived span id (needs an SDK provider)."""
     provider: trace.TracerProvider
+    finished: FinishedSpans | None = None
+    """Emits spans that are over already without a live span, where that changes nothing."""
     _sampled: dict[int, bool] = field(default_factory=dict, repr=False)
     _roots: dict[int, trace.NonRecordingSpan] = field(default_factory=dict, repr=False)
 
@@ -130,7 +133,8 @@ class Runtime:
             if not isinstance(tracer.id_generator, PinnableIdGenerator):
                 tracer.id_generator = PinnableIdGenerator(tracer.id_generator)
         sampler = provider.sampler if isinstance(provider, SdkTracerProvider) else None
-        return cls(settings, tracer, PriceBook(settings.pricing_file), sampler, can_pin, provider)
+        finished = FinishedSpans(tracer) if can_pin and isinstance(tracer, Tracer) else None
+        return cls(settings, tracer, PriceBook(settings.pricing_file), sampler, can_pin, provider, finished)
 
 
 _lock = threading.Lock()

@@ -71,6 +71,9 @@ class CaptureAnalytics:
 
 
 class _OpenSpans(SpanProcessor):
+    # It tracks live spans: a span handed over already ended is never open.
+    otel_analytics_finished_spans_ok = True
+
     def __init__(self) -> None:
         self._open: dict[int, str] = {}
 

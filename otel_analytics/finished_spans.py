@@ -1,0 +1,159 @@
+"""Hand a span that is already over straight to the provider's processors.
+
+The middleware learns everything about an interaction before it records it, so it has no use
+for a live span: ``tracer.start_span(...).end()`` would build one only to freeze it again, and
+on this kind of machine that round trip (the SDK re-validates every attribute twice, locks,
+builds bounded containers) costs ~70 µs, most of the middleware's whole budget. Building the
+:class:`ReadableSpan` the processors receive costs ~10 µs.
+
+It must not change what anyone observes, so it is used only where it is provably the same:
+the SDK tracer has the internals read below (else the public path), the tracer is enabled, and
+every processor only acts ``on_end`` (a processor that enriches spans ``on_start`` or
+``_on_ending`` sees the public path's live span). The sampler is asked exactly as the SDK asks
+it, span limits are applied the same way, and attribute values of other types than the plain
+ones go through the SDK's own cleaning. ``tests/test_finished_spans.py`` compares both paths
+field by field against the installed SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, Tracer
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, TraceFlags
+from opentelemetry.util.types import AttributeValue
+
+_PLAIN = frozenset({str, int, float, bool})
+# Processor hooks known to do nothing; a processor whose on_start/_on_ending is anything else
+# sends spans down the public path.
+_NOOP_HOOKS = frozenset(
+    {
+        SpanProcessor.on_start,
+        SpanProcessor._on_ending,
+        BatchSpanProcessor.on_start,
+        BatchSpanProcessor._on_ending,
+        SimpleSpanProcessor.on_start,
+        SimpleSpanProcessor._on_ending,
+    }
+)
+
+
+FINISHED_SPANS_OK = "otel_analytics_finished_spans_ok"
+"""A processor class attribute: ``True`` says its ``on_start`` need not see spans that are
+started and ended at once (it tracks live spans, say), so they may skip the live span."""
+
+
+def _end_only(processor: SpanProcessor) -> bool:
+    cls = type(processor)
+    if getattr(cls, FINISHED_SPANS_OK, False) is True:
+        return True
+    return getattr(cls, "on_start", None) in _NOOP_HOOKS and getattr(cls, "_on_ending", None) in _NOOP_HOOKS
+
+
+def _plain(attributes: Mapping[str, Any]) -> bool:
+    """Whether every value is one the SDK would keep as it is (no cleaning, no copy)."""
+    for value in attributes.values():
+        if type(value) not in _PLAIN and not (type(value) is tuple and all(type(v) is str for v in value)):
+            return False
+    return True
+
+
+class FinishedSpans:
+    """Emits finished spans for one SDK tracer, or says it can't (``emit`` returns ``False``)."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+        self._scope = getattr(tracer, "_instrumentation_scope", None)
+        self._limits = getattr(tracer, "_span_limits", None)
+        self._is_enabled = getattr(tracer, "_is_enabled", None)
+        self._processors_seen: object = None
+        self._direct = False
+
+    def usable(self) -> bool:
+        """Whether this tracer's spans can skip the live span (re-checked when processors change)."""
+        if self._scope is None or self._limits is None or self._is_enabled is None:
+            return False
+        processors = getattr(self._tracer.span_processor, "_span_processors", None)
+        if processors is not self._processors_seen:
+            self._processors_seen = processors
+            self._direct = isinstance(processors, tuple) and all(_end_only(p) for p in processors)
+        return self._direct and bool(self._is_enabled())
+
+    def emit(
+        self,
+        name: str,
+        parent: otel_context.Context,
+        kind: SpanKind,
+        attributes: dict[str, AttributeValue],
+        links: Sequence[Link],
+        start_ns: int,
+        end_ns: int,
+        span_id: int | None,
+    ) -> bool:
+        """Record the span as ``start_span(...)`` then ``end(end_ns)`` would; ``False``: not done."""
+        if not self.usable():
+            return False
+        tracer = self._tracer
+        parent_context = trace.get_current_span(parent).get_span_context()
+        if not parent_context.is_valid:
+            return False  # a root span: trace ids and their flags are the SDK's business
+        trace_id = parent_context.trace_id
+        sampling = tracer.sampler.should_sample(parent, trace_id, name, kind, attributes, links)
+        decision = sampling.decision
+        if decision is Decision.DROP:
+            return True
+        # The parent is a session root, whose flags never carry W3C's random-trace-id bit (our
+        # trace ids are derived), so the SDK would not set it either.
+        flags = TraceFlags.SAMPLED if decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT
+        context = SpanContext(
+            trace_id,
+            span_id if span_id is not None else tracer.id_generator.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(flags),
+            trace_state=sampling.trace_state,
+        )
+        metrics = getattr(tracer, "_tracer_metrics", None)
+        record_end = metrics.start_span(parent_context, decision) if metrics is not None else None
+        limits = self._limits
+        assert limits is not None
+        final: Mapping[str, Any] = sampling.attributes or {}
+        if (
+            limits.max_span_attribute_length is not None
+            or (limits.max_span_attributes is not None and len(final) > limits.max_span_attributes)
+            or not _plain(final)
+        ):
+            final = BoundedAttributes(
+                limits.max_span_attributes, final, immutable=True, max_value_len=limits.max_span_attribute_length
+            )
+        kept_links: Sequence[Link] = tuple(
+            Link(link.context, BoundedAttributes(limits.max_link_attributes, link.attributes, immutable=True))
+            for link in links
+            if link and link.context.is_valid
+        )
+        if limits.max_links is not None and len(kept_links) > limits.max_links:
+            kept_links = BoundedList.from_seq(limits.max_links, kept_links)
+        span = ReadableSpan(
+            name=name,
+            context=context,
+            parent=parent_context,
+            resource=tracer.resource,
+            attributes=final,
+            links=kept_links,
+            kind=kind,
+            status=Status(),
+            start_time=start_ns,
+            end_time=end_ns,
+            instrumentation_info=tracer.instrumentation_info,
+            instrumentation_scope=self._scope,
+        )
+        if record_end is not None:
+            record_end()
+        tracer.span_processor.on_end(span)
+        return True

@@ -1,0 +1,223 @@
+"""Spans handed over already finished (``finished_spans``) are exactly what the SDK would build.
+
+Each case records the same interaction twice, through the direct path and through
+``start_span(...).end()``, and compares every field the processors and exporters can read,
+including the OTLP encoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.util.types import Attributes
+
+from otel_analytics.config import Settings
+from otel_analytics.context import SessionRef
+from otel_analytics.recording import emit_interaction
+from otel_analytics.runtime import Runtime
+from otel_analytics.usage import Usage
+
+REQUEST_SPAN = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+
+
+class Collect(SpanProcessor):
+    """Every span handed to ``on_end``, sampled or not (acts only on end)."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
+class Enriching(SpanProcessor):
+    """Sets an attribute on start: it must see a live span."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.started.append(span.name)
+        span.set_attribute("enriched", True)
+
+
+class Annotating(Sampler):
+    """Samples, adds an attribute and a trace state entry."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        return SamplingResult(
+            Decision.RECORD_AND_SAMPLE, {**(attributes or {}), "sampler.note": "kept"}, TraceState([("oa", "1")])
+        )
+
+    def get_description(self) -> str:
+        return "Annotating"
+
+
+class RecordOnly(Sampler):
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY, kwargs.get("attributes") or args[4] if len(args) > 4 else None)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+def fields(span: ReadableSpan) -> dict[str, Any]:
+    """Everything a processor or exporter can read from a span."""
+    context = span.context
+    assert context is not None
+    return {
+        "name": span.name,
+        "kind": span.kind,
+        "context": (context.trace_id, context.span_id, context.is_remote, int(context.trace_flags)),
+        "trace_state": tuple(context.trace_state.items()),
+        "parent": span.parent,
+        "attributes": dict(span.attributes or {}),
+        "dropped_attributes": span.dropped_attributes,
+        "links": [(link.context, dict(link.attributes or {}), link.dropped_attributes) for link in span.links],
+        "dropped_links": span.dropped_links,
+        "events": list(span.events),
+        "dropped_events": span.dropped_events,
+        "status": (span.status.status_code, span.status.description),
+        "times": (span.start_time, span.end_time),
+        "resource": dict(span.resource.attributes),
+        "scope": span.instrumentation_scope,
+        "json": span.to_json(),
+        "otlp": encode_spans([span]).SerializeToString(),
+    }
+
+
+def record_both(
+    provider: TracerProvider, monkeypatch: pytest.MonkeyPatch, collect: Collect, **overrides: Any
+) -> tuple[ReadableSpan | None, ReadableSpan | None]:
+    runtime = Runtime.build(Settings(), provider)
+    assert runtime.finished is not None
+    session = SessionRef.of("conv-equivalence", "u1")
+    arguments: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "metadata": '{"endpoint":"/api/ask","method":"POST"}',
+        "extra": {"gen_ai.request.stream": True},
+        "usage": Usage(
+            input_tokens=1200,
+            output_tokens=300,
+            cache_read_tokens=100,
+            response_model="gpt-4o-mini-2024-07-18",
+            response_id="chatcmpl-1",
+            finish_reasons=["stop"],
+        ),
+        "outcome": "completed",
+        "exc": None,
+        "start_ns": 1_764_410_000_000_000_000,
+        "end_ns": 1_764_410_000_250_000_000,
+        "links": [Link(REQUEST_SPAN)],
+        "span_id": 0x1234ABCD,
+    }
+    arguments.update(overrides)
+    with monkeypatch.context() as patch:
+        # The direct path must not build a live span at all.
+        patch.setattr(runtime.tracer, "start_span", lambda *a, **k: pytest.fail("a live span was built"))
+        emit_interaction(runtime, "chat", session, **{**arguments, "links": list(arguments["links"])})
+    direct = collect.spans[-1] if collect.spans else None
+    count = len(collect.spans)
+    emit_interaction(dataclasses.replace(runtime, finished=None), "chat", session, **arguments)
+    public = collect.spans[-1] if len(collect.spans) > count else None
+    return direct, public
+
+
+def provider_with(collect: Collect, **options: Any) -> TracerProvider:
+    provider = TracerProvider(resource=Resource.create({"service.name": "equivalence"}), **options)
+    provider.add_span_processor(collect)
+    return provider
+
+
+@pytest.mark.parametrize(
+    ("options", "overrides"),
+    [
+        pytest.param({}, {}, id="defaults"),
+        pytest.param({"sampler": Annotating()}, {}, id="sampler adds attributes and trace state"),
+        pytest.param({"span_limits": SpanLimits(max_span_attributes=5)}, {}, id="attribute count limit"),
+        pytest.param({"span_limits": SpanLimits(max_attribute_length=6)}, {}, id="attribute length limit"),
+        pytest.param({"span_limits": SpanLimits(max_links=0)}, {}, id="link limit"),
+        pytest.param({}, {"extra": {"custom.list": ["a", 1], "custom.float": 1.5}}, id="values the SDK cleans"),
+        pytest.param({}, {"span_id": None, "links": []}, id="no pinned id, no link"),
+        pytest.param({"sampler": RecordOnly()}, {}, id="recorded, not sampled"),
+    ],
+)
+def test_direct_span_equals_the_sdk_span(
+    options: dict[str, Any], overrides: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collect = Collect()
+    direct, public = record_both(provider_with(collect, **options), monkeypatch, collect, **overrides)
+    assert direct is not None and public is not None
+    left, right = fields(direct), fields(public)
+    if overrides.get("span_id", 1) is None:  # fresh ids: everything else is the same
+        assert left["context"][1] != right["context"][1]
+        for side in (left, right):
+            side["context"] = side["context"][:1] + side["context"][2:]
+            del side["json"], side["otlp"]
+    assert left == right
+
+
+def test_a_dropped_session_is_dropped_by_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    collect = Collect()
+    direct, public = record_both(provider_with(collect, sampler=ParentBased(ALWAYS_OFF)), monkeypatch, collect)
+    assert direct is None and public is None
+
+
+def test_a_processor_acting_on_start_gets_the_live_span() -> None:
+    collect, enriching = Collect(), Enriching()
+    provider = provider_with(collect)
+    provider.add_span_processor(enriching)
+    runtime = Runtime.build(Settings(), provider)
+    assert runtime.finished is not None and not runtime.finished.usable()
+    emit_interaction(
+        runtime,
+        "chat",
+        SessionRef.of("conv-enriched", "u1"),
+        model="gpt-4o-mini",
+        provider="openai",
+        metadata=None,
+        extra=None,
+        usage=Usage(),
+        outcome="completed",
+        exc=None,
+        start_ns=1,
+        end_ns=2,
+        links=[],
+        span_id=None,
+    )
+    assert enriching.started == ["chat gpt-4o-mini"]
+    assert collect.spans[0].attributes is not None and collect.spans[0].attributes["enriched"] is True
+
+
+def test_the_direct_path_follows_processors_added_later() -> None:
+    collect = Collect()
+    provider = provider_with(collect)
+    runtime = Runtime.build(Settings(), provider)
+    assert runtime.finished is not None and runtime.finished.usable()
+    provider.add_span_processor(Enriching())
+    assert not runtime.finished.usable()
