@@ -6,16 +6,16 @@ what the client receives, and every inspector stops looking (never failing) past
 - JSON (``application/json``): the body is kept up to the cap and parsed once at the end.
 - SSE (``text/event-stream``): complete lines are scanned with a cheap byte pre-filter and only
   the events that can carry something we need (``"usage"``, the first ``"model"``, a finish
-  reason) are decoded, so a 20-chunk stream costs one or two ``json.loads``.
+  reason) are decoded, so a 20-chunk stream costs one or two parses.
 - gzip/deflate bodies are decompressed within the same cap; other encodings are not inspected.
 """
 
 from __future__ import annotations
 
-import json
 import zlib
 from typing import Any
 
+from .._json import loads
 from ..usage import Usage, usage_from_response
 
 DEFAULT_CAP = 1 << 20
@@ -24,7 +24,7 @@ _USAGE = b'"usage"'
 
 def _loads(raw: bytes | bytearray) -> Any:
     try:
-        return json.loads(raw)
+        return loads(raw)
     except (ValueError, RecursionError):
         return None
 
@@ -74,7 +74,7 @@ class SseInspector:
     ``stream_options.include_usage``; Anthropic's ``message_start`` and ``message_delta``) is
     decoded at once and carries the model too. The finish reason sits in the block just before
     OpenAI's usage chunk, or in the last block of a stream without usage: that one block is decoded
-    at the end. So a stream costs two ``json.loads``, however long it is.
+    at the end. So a stream costs two parses, however long it is.
     """
 
     __slots__ = ("_before_usage", "_cap", "_last", "_skipping", "_tail", "usage")

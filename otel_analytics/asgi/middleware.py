@@ -23,7 +23,6 @@ span are linked both ways (they live in different traces: the request's and the 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import string
@@ -37,6 +36,7 @@ from opentelemetry.trace import Link, SpanContext, TraceFlags
 from .. import attributes as attrs
 from .. import runtime as _runtime
 from .._guard import report_internal_error, warn_once
+from .._json import loads
 from ..context import ANONYMOUS_USER, SessionRef, current_session
 from ..recording import emit_interaction, metadata_json
 from ..runtime import Runtime
@@ -276,7 +276,7 @@ class _Exchange:
             if not message.get("more_body", False):
                 break
         try:
-            document = json.loads(parts[0] if len(parts) == 1 else b"".join(parts)) if parts else None
+            document = loads(parts[0] if len(parts) == 1 else b"".join(parts)) if parts else None
         except (ValueError, RecursionError):
             document = None
         if type(document) is dict:

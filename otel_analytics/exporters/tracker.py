@@ -40,6 +40,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._guard import warn_once
+from .._json import dumps
 from ..config import Settings
 from ..contract import (
     INTERACTION,
@@ -351,7 +352,7 @@ class TrackerSpanExporter(SpanExporter):
 
     def _attempt(self, route: str, body: dict[str, Any], headers: dict[str, str] | None) -> None:
         try:
-            response = self._client.post(route, json=body, headers=headers)
+            response = self._client.post(route, content=dumps(body), headers=headers)
         except httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__} talking to {self.url}") from exc
         status = response.status_code

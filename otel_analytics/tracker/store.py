@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
+from .._json import dumps
 from ..ids import session_trace_id
 from ..pricing import Price, PriceBook, cost_of, cost_value
 from ..usage import Usage
@@ -131,7 +132,7 @@ class Store:
                     body["session_id"],
                     body["user_id"],
                     body["start_time"],
-                    json.dumps(body["metadata"]),
+                    dumps(body["metadata"]).decode(),
                     f"{session_trace_id(body['session_id']):032x}",
                 ),
             )
@@ -204,7 +205,7 @@ class Store:
                         costs["api_calls_cost_mc"],
                         costs["compute_time_cost_mc"],
                         total,
-                        json.dumps(body["metadata"]),
+                        dumps(body["metadata"]).decode(),
                     )
                 )
                 entry = totals.setdefault(body["session_id"], _Totals(body["user_id"], body["timestamp"]))
