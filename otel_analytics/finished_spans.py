@@ -28,9 +28,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, TraceFlags
-from opentelemetry.util.types import AttributeValue
+from opentelemetry.util.types import Attributes, AttributeValue
 
 _PLAIN = frozenset({str, int, float, bool})
+_UNSET = Status()  # read-only: one for all spans, as fewer objects per queued span mean less GC work
 # Processor hooks known to do nothing; a processor whose on_start/_on_ending is anything else
 # sends spans down the public path.
 _NOOP_HOOKS = frozenset(
@@ -75,6 +76,18 @@ class FinishedSpans:
         self._is_enabled = getattr(tracer, "_is_enabled", None)
         self._processors_seen: object = None
         self._direct = False
+        self._no_link_attributes: BoundedAttributes | None = None
+
+    def _link_attributes(self, attributes: Attributes) -> BoundedAttributes:
+        limits = self._limits
+        assert limits is not None
+        if not attributes:  # the common case: one shared, immutable, empty set
+            if self._no_link_attributes is None:
+                self._no_link_attributes = BoundedAttributes(limits.max_link_attributes, None, immutable=True)
+            return self._no_link_attributes
+        return BoundedAttributes(
+            limits.max_link_attributes, attributes, immutable=True, max_value_len=limits.max_attribute_length
+        )
 
     def usable(self) -> bool:
         """Whether this tracer's spans can skip the live span (re-checked when processors change)."""
@@ -133,7 +146,7 @@ class FinishedSpans:
                 limits.max_span_attributes, final, immutable=True, max_value_len=limits.max_span_attribute_length
             )
         kept_links: Sequence[Link] = tuple(
-            Link(link.context, BoundedAttributes(limits.max_link_attributes, link.attributes, immutable=True))
+            Link(link.context, self._link_attributes(link.attributes))
             for link in links
             if link and link.context.is_valid
         )
@@ -147,7 +160,7 @@ class FinishedSpans:
             attributes=final,
             links=kept_links,
             kind=kind,
-            status=Status(),
+            status=_UNSET,
             start_time=start_ns,
             end_time=end_ns,
             instrumentation_info=tracer.instrumentation_info,

@@ -162,6 +162,11 @@ def provider_with(collect: Collect, **options: Any) -> TracerProvider:
         pytest.param({"span_limits": SpanLimits(max_span_attributes=5)}, {}, id="attribute count limit"),
         pytest.param({"span_limits": SpanLimits(max_attribute_length=6)}, {}, id="attribute length limit"),
         pytest.param({"span_limits": SpanLimits(max_links=0)}, {}, id="link limit"),
+        pytest.param(
+            {"span_limits": SpanLimits(max_attribute_length=3, max_link_attributes=1)},
+            {"links": [Link(REQUEST_SPAN, {"a": "long value", "b": 2}), Link(REQUEST_SPAN)]},
+            id="links with attributes, limited",
+        ),
         pytest.param({}, {"extra": {"custom.list": ["a", 1], "custom.float": 1.5}}, id="values the SDK cleans"),
         pytest.param({}, {"span_id": None, "links": []}, id="no pinned id, no link"),
         pytest.param({"sampler": RecordOnly()}, {}, id="recorded, not sampled"),

@@ -166,3 +166,24 @@ def test_span_ids_stay_unique_when_the_app_seeds_the_global_random(capture_analy
         random.seed(42)
         ids.append(oa.track_api_call(session_id="conv-seeded", user_id="u"))
     assert ids[0] != ids[1]
+
+
+def test_forked_workers_do_not_repeat_each_others_span_ids() -> None:
+    import os
+
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    from otel_analytics.runtime import PinnableIdGenerator
+
+    generator = PinnableIdGenerator(RandomIdGenerator())
+    generator.generate_span_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, then out without running any cleanup
+        os.write(write, b"%d %d" % (generator.generate_span_id(), generator.generate_trace_id()))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 200).split()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert [generator.generate_span_id(), generator.generate_trace_id()] != [int(value) for value in child]
