@@ -360,3 +360,29 @@ def test_contract_timestamps_under_concurrency() -> None:
         thread.join()
     assert wrong == []
     assert iso(1764410000_123_456_789) == "2025-11-29T09:53:20.123Z"
+
+
+class _ViewOnly:
+    """A span-like object offering only the public ``attributes`` view."""
+
+    def __init__(self, span: ReadableSpan) -> None:
+        self.attributes = span.attributes
+
+
+def test_span_attributes_are_read_alike_whatever_holds_them() -> None:
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from otel_analytics.contract import _plain_attributes
+
+    provider = TracerProvider()
+    live = provider.get_tracer("t").start_span("s", attributes={"a": 1, "b": ("x", "y"), "c": "z"})
+    live.end()
+    assert isinstance(live, ReadableSpan)
+    direct = ReadableSpan("s", SpanContext(1, 2, False, TraceFlags(1)), attributes={"a": 1, "b": ("x", "y"), "c": "z"})
+    empty = ReadableSpan("s", SpanContext(1, 2, False, TraceFlags(1)))
+    for span in (live, direct):
+        copied = _plain_attributes(span)
+        assert copied == {"a": 1, "b": ("x", "y"), "c": "z"} == _plain_attributes(_ViewOnly(span))
+        copied["a"] = 2  # a copy: the span's own attributes never change
+        assert span.attributes is not None and span.attributes["a"] == 1
+    assert _plain_attributes(empty) == {} == _plain_attributes(_ViewOnly(empty))
