@@ -377,3 +377,33 @@ def test_every_interaction_has_its_session(local_tracker: LocalTracker) -> None:
     assert local_tracker.rows("PRAGMA foreign_key_check") == []
     orphans = local_tracker.rows("SELECT COUNT(*) FROM interactions WHERE session_id NOT IN (SELECT id FROM sessions)")
     assert orphans == [(0,)]
+
+
+def test_writes_reach_the_database_file_without_a_committing_request_checkpointing(tmp_path: Any) -> None:
+    """The checkpoint thread copies the WAL into the database file while requests only commit."""
+    import sqlite3
+    import time
+
+    from otel_analytics.tracker.store import Store
+
+    path = str(tmp_path / "checkpointed.db")
+    store = Store(path)
+    try:
+        store.start_session(
+            {"session_id": "conv-wal", "user_id": "u1", "start_time": "2026-11-29T10:00:00.000Z", "metadata": {}}
+        )
+
+        def in_main_file() -> int:
+            # immutable=1 reads the database file alone, ignoring the WAL
+            with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as db:
+                try:
+                    return int(db.execute("SELECT COUNT(*) FROM sessions WHERE id = 'conv-wal'").fetchone()[0])
+                except sqlite3.DatabaseError:
+                    return 0
+
+        deadline = time.monotonic() + 10
+        while not in_main_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert in_main_file() == 1
+    finally:
+        store.close()

@@ -8,11 +8,13 @@ own user's data (another user's session is "not found").
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -381,6 +383,15 @@ def create_app(config: TrackerConfig | None = None, *, store: Store | None = Non
         Route("/v1/stats/daily", _guarded(tracker.stats_daily), methods=["GET"]),
         Route("/v1/stats/by-user", _guarded(tracker.stats_by_user), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, 500: _server_error})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The price snapshot takes a few hundred ms to import: load it now, not in the first request.
+        threading.Thread(target=tracker.store.warm_prices, name="tracker-prices", daemon=True).start()
+        yield
+
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: _http_error, 500: _server_error}, lifespan=lifespan
+    )
     app.state.tracker = tracker
     return app

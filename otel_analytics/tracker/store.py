@@ -7,9 +7,11 @@ are stored once per idempotency key, so a retried request is never counted twice
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
-import secrets
+import os
+import random
 import sqlite3
 import threading
 import time
@@ -24,6 +26,7 @@ from .._json import dumps
 from ..ids import session_trace_id
 from ..pricing import Price, PriceBook, cost_of, cost_value
 from ..usage import Usage
+from .checkpoint import BACKSTOP_PAGES, Checkpointer
 
 _MIGRATIONS = "otel_analytics.tracker.migrations"
 _SORTS = {
@@ -46,12 +49,22 @@ def _minutes_between(start: str, end: str | None) -> float | None:
 
 
 _ids = itertools.count()
+_random = random.Random()
+os.register_at_fork(after_in_child=_random.seed)
 
 
 def _interaction_id() -> str:
     """Time-ordered ids (like UUIDv7): new rows append to the primary key's B-tree instead of
-    landing at random places in it, which keeps batch ingest fast as the table grows."""
-    return f"int_{time.time_ns():016x}{next(_ids) & 0xFFFFFF:06x}{secrets.token_hex(3)}"
+    landing at random places in it, which keeps batch ingest fast as the table grows. The counter
+    keeps one process's ids apart; the random part (a private generator, reseeded in forked
+    workers: no system call per row) keeps processes apart."""
+    return f"int_{time.time_ns():016x}{next(_ids) & 0xFFFFFF:06x}{_random.getrandbits(24):06x}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _trace_hex(session_id: str) -> str:
+    """A session's trace id, as stored (remembered: a session's batches keep coming)."""
+    return f"{session_trace_id(session_id):032x}"
 
 
 @dataclass
@@ -82,11 +95,15 @@ class Store:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA cache_size=-32768")  # 32 MiB of pages
             self._db.execute("PRAGMA temp_store=MEMORY")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             self._migrate()
+        self._checkpointer = Checkpointer(path)
+        self._checkpointer.start()
 
     def close(self) -> None:
+        self._checkpointer.stop()
         with self._lock:
-            self._db.close()
+            self._db.close()  # the last connection to close checkpoints what is left
 
     # --- schema -----------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -133,7 +150,7 @@ class Store:
                     body["user_id"],
                     body["start_time"],
                     dumps(body["metadata"]).decode(),
-                    f"{session_trace_id(body['session_id']):032x}",
+                    _trace_hex(body["session_id"]),
                 ),
             )
             return cursor.rowcount == 1
@@ -216,7 +233,7 @@ class Store:
             db.executemany(
                 "INSERT INTO sessions (id, user_id, start_time, trace_id) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (id) DO NOTHING",
-                [(sid, t.user_id, t.first, f"{session_trace_id(sid):032x}") for sid, t in totals.items()],
+                [(sid, t.user_id, t.first, _trace_hex(sid)) for sid, t in totals.items()],
             )
             db.executemany(
                 "INSERT INTO interactions (id, idempotency_key, session_id, user_id, timestamp, type, status, "
@@ -260,6 +277,10 @@ class Store:
                 cost = cost_of(usage, price)
                 costs["ai_tokens_cost_mc"] = cost.micro_cents if cost is not None else 0
         return {**body, "costs": costs}
+
+    def warm_prices(self) -> None:
+        """Load the price snapshot (a server calls this at start-up)."""
+        self._prices.warm()
 
     def price(self, model: str, provider: str | None = None) -> Price | None:
         """The ``pricing`` table's active price for a model; filled from genai-prices on first use."""
