@@ -16,12 +16,14 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from opentelemetry import context as otel_context
 
 from . import attributes as attrs
 from . import runtime as _runtime
 from ._guard import internal_errors, warn_once
 from .context import resolve_session
-from .recording import Recording
+from .recording import Recording, emit_interaction, link_back, metadata_json, parent_and_links
+from .usage import Usage
 
 
 def _count(field: str, value: Any, minimum: int = 0) -> int | None:
@@ -118,18 +120,40 @@ def track_interaction(
                 "otel-analytics: a chat interaction without model_name is recorded as model 'unknown'.",
             )
             model = "unknown"
-        recording = Recording(
-            runtime, type, session=session, model=model, metadata=metadata, attributes=extra, start_time=start
-        )
+        outcome = "failed" if status in ("failed", "timeout") else "completed"
+        usage = Usage()
         if type == "chat":
-            recording.record_usage(
-                prompt_tokens=_count("prompt_tokens", prompt_tokens),
-                completion_tokens=_count("completion_tokens", completion_tokens),
+            usage.input_tokens = _count("prompt_tokens", prompt_tokens)
+            usage.output_tokens = _count("completion_tokens", completion_tokens)
+        if session is None:  # no session: a span under whatever is current, as any other
+            recording = Recording(
+                runtime, type, session=None, model=model, metadata=metadata, attributes=extra, start_time=start
             )
-        recording.finish(
-            outcome="failed" if status in ("failed", "timeout") else "completed", end_time=start + duration_ns
+            recording.record_usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+            recording.finish(outcome=outcome, end_time=start + duration_ns)
+            return format(recording.span.get_span_context().span_id, "016x")
+        # The interaction is over: recorded in one go (no live span), where a live one would go.
+        parent, links = parent_and_links(runtime, session)
+        context = emit_interaction(
+            runtime,
+            type,
+            session,
+            model=model,
+            provider=runtime.prices.provider(model) if type == "chat" else None,
+            metadata=metadata_json(metadata) if metadata else None,
+            extra=extra,
+            usage=usage,
+            outcome=outcome,
+            exc=None,
+            start_ns=start,
+            end_ns=start + duration_ns,
+            links=links,
+            span_id=None,
+            parent=parent if parent is not None else otel_context.get_current(),
         )
-        return format(recording.span.get_span_context().span_id, "016x")
+        if links:
+            link_back(session, context)
+        return format(context.span_id, "016x")
     return None
 
 

@@ -109,29 +109,31 @@ class FinishedSpans:
         start_ns: int,
         end_ns: int,
         span_id: int | None,
-    ) -> bool:
-        """Record the span as ``start_span(...)`` then ``end(end_ns)`` would; ``False``: not done."""
+    ) -> SpanContext | None:
+        """Record the span as ``start_span(...)`` then ``end(end_ns)`` would, and return its
+        context (that of a dropped span too, as the SDK's); ``None``: not done, use the SDK."""
         if not self.usable():
-            return False
+            return None
         tracer = self._tracer
         parent_context = trace.get_current_span(parent).get_span_context()
-        if not parent_context.is_valid:
-            return False  # a root span: trace ids and their flags are the SDK's business
+        if not parent_context.is_valid or parent_context.trace_flags & ~TraceFlags.SAMPLED:
+            # A root span, or a parent with other flags (W3C's random-trace-id bit): trace ids
+            # and those flags are the SDK's business. Session roots and interactions carry neither.
+            return None
         trace_id = parent_context.trace_id
         sampling = tracer.sampler.should_sample(parent, trace_id, name, kind, attributes, links)
         decision = sampling.decision
-        if decision is Decision.DROP:
-            return True
-        # The parent is a session root, whose flags never carry W3C's random-trace-id bit (our
-        # trace ids are derived), so the SDK would not set it either.
-        flags = TraceFlags.SAMPLED if decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT
         context = SpanContext(
             trace_id,
             span_id if span_id is not None else tracer.id_generator.generate_span_id(),
             is_remote=False,
-            trace_flags=TraceFlags(flags),
+            trace_flags=TraceFlags(
+                TraceFlags.SAMPLED if decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT
+            ),
             trace_state=sampling.trace_state,
         )
+        if decision is Decision.DROP:
+            return context
         metrics = getattr(tracer, "_tracer_metrics", None)
         record_end = metrics.start_span(parent_context, decision) if metrics is not None else None
         limits = self._limits
@@ -169,4 +171,4 @@ class FinishedSpans:
         if record_end is not None:
             record_end()
         tracer.span_processor.on_end(span)
-        return True
+        return context

@@ -184,12 +184,14 @@ def emit_interaction(
     end_ns: int,
     links: list[Link],
     span_id: int | None,
-) -> None:
+    parent: otel_context.Context | None = None,
+) -> SpanContext:
     """Record a finished interaction as one span, built with all its attributes at once.
 
-    The middleware's path: nothing is current for the app to nest under, so the span need not
-    exist while the request runs, and building it once costs far less than updating it. Samplers
-    still see the operation, provider and model (and everything else) when it is created.
+    For work that is over when it is recorded (the middleware's requests, ``track_*`` calls):
+    the span need not exist while the work runs, and building it once costs far less than
+    updating it. Samplers still see the operation, provider and model (and everything else) when
+    it is created. ``parent`` defaults to the session's root. Returns the span's context.
     """
     span_attrs = start_attributes(
         runtime,
@@ -205,15 +207,14 @@ def emit_interaction(
         runtime, interaction_type, usage, model=model, provider=provider, outcome=outcome, exc=exc, out=span_attrs
     )
     name = span_name(interaction_type, None, model, None)
-    parent = session_parent(runtime, session)
+    if parent is None:
+        parent = session_parent(runtime, session)
     kind = span_kind(interaction_type)
     finished = runtime.finished
-    if (
-        status is None
-        and finished is not None
-        and finished.emit(name, parent, kind, span_attrs, links, start_ns, end_ns, span_id)
-    ):
-        return
+    if status is None and finished is not None:
+        context = finished.emit(name, parent, kind, span_attrs, links, start_ns, end_ns, span_id)
+        if context is not None:
+            return context
     if span_id is not None:
         with pinned_ids(session.trace_id, span_id):
             span = runtime.tracer.start_span(name, parent, kind, span_attrs, links, start_ns)
@@ -224,6 +225,7 @@ def emit_interaction(
             span.record_exception(exc)
         span.set_status(status)
     span.end(end_time=end_ns)
+    return span.get_span_context()
 
 
 class Recording:

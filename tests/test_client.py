@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 
 import otel_analytics as oa
 from otel_analytics.testing import CaptureAnalytics
@@ -161,3 +162,28 @@ def test_health_check(health_server: tuple[str, _Health], clean_env: pytest.Monk
 def test_health_check_without_a_tracker(clean_env: pytest.MonkeyPatch) -> None:
     assert oa.health_check() is False
     assert oa.health_check("http://127.0.0.1:9") is False  # refused
+
+
+def test_track_calls_go_where_a_live_span_would(capture_analytics: CaptureAnalytics) -> None:
+    from otel_analytics.ids import session_root_span_id, session_trace_id
+
+    with oa.session("conv-place", user_id="u1", start=False, end=False):
+        with oa.interaction("chat", model="gpt-4o-mini"):
+            inner_id = oa.track_db_operation(read_ops=1)
+        request = capture_analytics.provider.get_tracer("app").start_span("POST /api/messages")
+        with trace.use_span(request, end_on_exit=True):
+            linked_id = oa.track_api_call()
+    oa.track_api_call(session_id=None)  # no session anywhere: still recorded
+    chat = capture_analytics.spans(type="chat")[0]
+    db = capture_analytics.spans(type="db")[0]
+    api_linked, api_alone = capture_analytics.spans(type="api")
+    assert db["span_id"] == inner_id and db["parent_span_id"] == chat["span_id"]
+    assert db["trace_id"] == f"{session_trace_id('conv-place'):032x}"
+    # outside the session's trace: under the session root, linked both ways with the request span
+    assert api_linked["span_id"] == linked_id
+    assert api_linked["parent_span_id"] == f"{session_root_span_id('conv-place'):016x}"
+    server = next(s for s in capture_analytics.finished() if s.name == "POST /api/messages")
+    assert api_linked["links"] == [f"{server.context.span_id:016x}"]
+    assert [f"{link.context.span_id:016x}" for link in server.links] == [linked_id]
+    assert server.attributes is not None and server.attributes["session.id"] == "conv-place"
+    assert "session.id" not in api_alone["attributes"]
