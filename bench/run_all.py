@@ -11,7 +11,8 @@ BENCHMARKS = ["bench_middleware", "bench_exporter", "bench_loss", "bench_ingest"
 def main() -> int:
     failed = []
     for name in BENCHMARKS:
-        # The measured process on CPU 1 where taskset exists; servers it starts go anywhere.
+        # The measured process on CPU 1 where taskset exists; the servers it starts go to the
+        # other CPUs (bench/servers.py).
         command = [sys.executable, "-m", f"bench.{name}", *sys.argv[1:]]
         if subprocess.run(["which", "taskset"], capture_output=True).returncode == 0:
             command = ["taskset", "-c", "1", *command]

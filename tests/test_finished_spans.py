@@ -31,6 +31,7 @@ from otel_analytics.context import SessionRef
 from otel_analytics.recording import emit_interaction
 from otel_analytics.runtime import Runtime
 from otel_analytics.usage import Usage
+from tests.fake_tracker import FakeTracker
 
 REQUEST_SPAN = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
 
@@ -226,3 +227,19 @@ def test_the_direct_path_follows_processors_added_later() -> None:
     assert runtime.finished is not None and runtime.finished.usable()
     provider.add_span_processor(Enriching())
     assert not runtime.finished.usable()
+
+
+def test_configured_exporters_leave_the_direct_path_open(fake_tracker: FakeTracker) -> None:
+    from otel_analytics import runtime as _runtime
+    from otel_analytics.exporters import build_exporter, build_processor
+    from otel_analytics.finished_spans import _end_only
+    from otel_analytics.testing import CaptureAnalytics
+
+    settings = Settings(tracker_url=fake_tracker.url)
+    assert _end_only(build_processor("tracker", build_exporter("tracker", settings)))
+    capture = CaptureAnalytics(exporters=("tracker",), tracker_url=fake_tracker.url)  # joins its provider
+    try:
+        finished = _runtime.current().finished
+        assert finished is not None and finished.usable()
+    finally:
+        capture.close()

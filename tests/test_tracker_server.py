@@ -407,3 +407,28 @@ def test_writes_reach_the_database_file_without_a_committing_request_checkpointi
         assert in_main_file() == 1
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("2026-11-29T10:15:00.123Z", "2026-11-29T10:15:00.123Z"),  # the stored form, kept as is
+        ("2026-11-29T10:15:00Z", "2026-11-29T10:15:00.000Z"),
+        ("2026-11-29T11:15:00.123+01:00", "2026-11-29T10:15:00.123Z"),
+        ("2026-11-29T10:15:00.123456Z", "2026-11-29T10:15:00.123Z"),
+    ],
+)
+def test_timestamps_are_stored_in_one_form(given: str, stored: str) -> None:
+    from otel_analytics.tracker.validation import parse_timestamp
+
+    assert parse_timestamp(given, "timestamp") == stored
+
+
+@pytest.mark.parametrize(
+    "bad", ["2026-02-30T10:15:00.123Z", "1999-12-31T23:59:59.999Z", "2100-01-01T00:00:00.000Z", "2026-11-29T10:15:00"]
+)
+def test_impossible_or_ambiguous_timestamps_are_refused(bad: str) -> None:
+    from otel_analytics.tracker.validation import ContractError, parse_timestamp
+
+    with pytest.raises(ContractError):
+        parse_timestamp(bad, "timestamp")

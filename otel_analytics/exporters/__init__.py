@@ -121,8 +121,8 @@ class QueueAccounting(SpanProcessor):
         self._inner = inner
         self._stats = stats
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        self._inner.on_start(span, parent_context)
+    # No on_start: the batch processor inside acts only on end, and a wrapper that forwarded
+    # on_start would keep spans that are over already from skipping the live span.
 
     def on_end(self, span: ReadableSpan) -> None:
         self._stats.ended += 1  # an int add under the GIL: exact enough for a counter

@@ -15,7 +15,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,6 +85,7 @@ class Store:
         self._lock = threading.Lock()
         self._prices = prices or PriceBook()
         self._price_cache: dict[tuple[str, str | None], Price | None] = {}
+        self._known_sessions: set[str] = set()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -230,10 +231,12 @@ class Store:
                 entry.cost_mc += total
                 entry.first = min(entry.first, body["timestamp"])
             # An interaction of a session never started creates it (the deployed worker would refuse).
+            # Sessions are never deleted: one known to exist needs no statement.
+            known = self._known_sessions
             db.executemany(
                 "INSERT INTO sessions (id, user_id, start_time, trace_id) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (id) DO NOTHING",
-                [(sid, t.user_id, t.first, _trace_hex(sid)) for sid, t in totals.items()],
+                [(sid, t.user_id, t.first, _trace_hex(sid)) for sid, t in totals.items() if sid not in known],
             )
             db.executemany(
                 "INSERT INTO interactions (id, idempotency_key, session_id, user_id, timestamp, type, status, "
@@ -248,7 +251,15 @@ class Store:
                 "total_cost_mc = total_cost_mc + ?, updated_at = ? WHERE id = ?",
                 [(t.count, t.cost_mc, now, sid) for sid, t in totals.items()],
             )
-            return ids
+        self._remember_sessions(totals)
+        return ids
+
+    def _remember_sessions(self, session_ids: Iterable[str]) -> None:
+        """Sessions known to exist (committed), bounded: forgetting one only costs a statement."""
+        known = self._known_sessions
+        if len(known) > 65536:
+            known.clear()
+        known.update(session_ids)
 
     # --- pricing ------------------------------------------------------------------------------------
     def _priced(self, body: dict[str, Any]) -> dict[str, Any]:

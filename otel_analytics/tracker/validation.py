@@ -8,6 +8,7 @@ Every check raises :class:`ContractError`, which the app turns into the contract
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,8 @@ from ..contract import MAX_BATCH, MAX_ID_LENGTH
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 _MAX_METADATA_KEYS = 200
+# 2026-11-29T10:15:00.123Z: UTC, milliseconds, "Z" (the stored form; other forms are converted)
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 class ContractError(Exception):
@@ -77,6 +80,8 @@ def parse_timestamp(value: Any, field: str) -> str:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise invalid(f"Invalid {field}: must be an ISO-8601 UTC timestamp", field=field) from None
+    if _CANONICAL.fullmatch(value) and "2000" <= value < "2100":
+        return value  # already as stored (what the exporter sends): no conversion to make
     if parsed.tzinfo is None:
         raise invalid(f"Invalid {field}: the timestamp needs a time zone (Z for UTC)", field=field)
     parsed = parsed.astimezone(UTC)
