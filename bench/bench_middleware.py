@@ -127,7 +127,7 @@ def cpu_per_request() -> dict[str, dict[str, float]]:
 def first_chunk_times(delay: float) -> dict[str, float]:
     processes, urls = [], {}
     try:
-        for variant in ("bare", "analytics"):
+        for variant in ("bare", "stock", "analytics", "layer"):
             port = servers.free_port()
             processes.append(servers.start(["-m", "bench.serve", variant, str(port), str(delay)], "/", port))
             urls[variant] = f"http://127.0.0.1:{port}/api/messages?stream=20"
@@ -189,7 +189,8 @@ def main() -> int:
     ttfb = first_chunk_times(delay)
     print(
         f"\ntime to first SSE chunk over HTTP (fake LLM first-token delay {delay * 1e3:g} ms), median ms: "
-        f"bare {ttfb['bare']:.2f}, analytics {ttfb['analytics']:.2f}"
+        f"bare {ttfb['bare']:.2f}, stock {ttfb['stock']:.2f}, analytics (its own server span) "
+        f"{ttfb['analytics']:.2f}, layer (stock + analytics) {ttfb['layer']:.2f}"
     )
     print("\nverdicts (absolute targets, and [scaled] by this machine's speed):")
     checks = [
@@ -223,6 +224,7 @@ def main() -> int:
             note=f" [scaled target {50 * factor:.0f}]",
         ),
         verdict("3.  time to first SSE chunk vs bare", ttfb["analytics"] / ttfb["bare"], 1.05, "x"),
+        verdict("3b. time to first SSE chunk, layer vs stock", ttfb["layer"] / ttfb["stock"], 1.05, "x"),
     ]
     return 0 if QUICK or all(checks) else 1
 

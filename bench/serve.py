@@ -1,8 +1,9 @@
 """A benchmark server: ``python -m bench.serve VARIANT PORT [FIRST_CHUNK_DELAY_S]``.
 
 VARIANT is ``bare`` (the app alone), ``stock`` (contrib's OpenTelemetryMiddleware, send/receive
-spans off) or ``analytics`` (``AnalyticsMiddleware``, which adds that server span itself). Spans go
-to a batch processor with an exporter that does nothing.
+spans off), ``analytics`` (``AnalyticsMiddleware``, which adds that server span itself) or ``layer``
+(the stock middleware around ``AnalyticsMiddleware``: an app instrumented already). Spans go to a
+batch processor with an exporter that does nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def build(variant: str, delay: float) -> object:
         return OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"], tracer_provider=provider)
     if variant == "analytics":
         return oa.AnalyticsMiddleware(app)
+    if variant == "layer":
+        return OpenTelemetryMiddleware(
+            oa.AnalyticsMiddleware(app), exclude_spans=["receive", "send"], tracer_provider=provider
+        )
     return app
 
 
