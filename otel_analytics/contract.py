@@ -175,6 +175,14 @@ def to_call(record: SpanRecord, *, send_costs: bool = False) -> Call | None:
     )
 
 
+# Token counts: the contract's field, the span attribute, and whether the field is the body's own
+# (the cache counts have no field in the contract: they ride in its metadata).
+_TOKEN_FIELDS = (
+    ("prompt_tokens", attrs.GEN_AI_USAGE_INPUT_TOKENS, True),
+    ("completion_tokens", attrs.GEN_AI_USAGE_OUTPUT_TOKENS, True),
+    ("cache_read_tokens", attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, False),
+    ("cache_write_tokens", attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, False),
+)
 _COST_ATTRIBUTES = tuple((part, attrs.COST_PART_PREFIX + part) for part in attrs.COST_PARTS)
 
 
@@ -202,18 +210,10 @@ def interaction_body(
     if interaction_type == "chat":
         model = _text(a.get(attrs.GEN_AI_RESPONSE_MODEL)) or _text(a.get(attrs.GEN_AI_REQUEST_MODEL)) or "unknown"
         body["model_name"] = model[:MAX_ID_LENGTH]
-        count = a.get(attrs.GEN_AI_USAGE_INPUT_TOKENS)
-        if type(count) is int and count >= 0:
-            body["prompt_tokens"] = count
-        count = a.get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS)
-        if type(count) is int and count >= 0:
-            body["completion_tokens"] = count
-        count = a.get(attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
-        if type(count) is int and count >= 0:
-            metadata["cache_read_tokens"] = count
-        count = a.get(attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS)
-        if type(count) is int and count >= 0:
-            metadata["cache_write_tokens"] = count
+        for key, attribute, in_body in _TOKEN_FIELDS:
+            count = a.get(attribute)
+            if type(count) is int and count >= 0:
+                (body if in_body else metadata)[key] = count
         provider = a.get(attrs.GEN_AI_PROVIDER_NAME)
         if type(provider) is str and provider and provider != "unknown":
             metadata["provider"] = provider
