@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import validation
+from .group_commit import GroupCommit
 from .otlp import ingest, parse_request, response_body
 from .store import Store
 from .validation import ContractError, invalid
@@ -122,6 +123,7 @@ class TrackerApp:
     def __init__(self, config: TrackerConfig, store: Store | None = None) -> None:
         self.config = config
         self.store = store or Store(config.db_path)
+        self.writes = GroupCommit(self.store)
         self._tokens = [(token.encode(), Principal(admin=True)) for token in [config.token] if token]
         self._tokens += [
             (token.encode(), Principal(admin=False, user_id=user)) for token, user in config.user_tokens.items()
@@ -196,7 +198,7 @@ class TrackerApp:
         key = request.headers.get("idempotency-key") or None
         if key is not None and len(key) > 256:
             raise invalid("Invalid Idempotency-Key: longer than 256 characters", field="Idempotency-Key")
-        ids = await self.blocking(self.store.add_interactions, [(body, key)])
+        ids = await self.writes.add([(body, key)])
         return JSONResponse(
             {"interaction_id": ids[0], "status": "accepted", "message": "Interaction queued for processing"},
             status_code=202,
@@ -206,7 +208,7 @@ class TrackerApp:
         items = validation.batch(await self._json(request))
         # Each item's key is its span id (metadata.span_id, which the exporter always sets).
         keyed = [(item, _batch_key(item)) for item in items]
-        await self.blocking(self.store.add_interactions, keyed)
+        await self.writes.add(keyed)
         return JSONResponse(
             {
                 "count": len(items),
