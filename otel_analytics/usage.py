@@ -68,11 +68,13 @@ def token_count(value: Any) -> int | None:
 
 
 def _get(obj: Any, key: str) -> Any:
-    if type(obj) is dict:  # the common case, before the (slow) ABC check
+    if type(obj) is dict:  # the common cases first, before the (slow) ABC check
         return obj.get(key)
+    if obj is None:
+        return None
     if isinstance(obj, Mapping):
         return obj.get(key)
-    if obj is None or isinstance(obj, str | bytes | int | float | list | tuple):
+    if isinstance(obj, str | bytes | int | float | list | tuple):
         return None
     try:
         return getattr(obj, key, None)
