@@ -23,6 +23,7 @@ span are linked both ways (they live in different traces: the request's and the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import string
@@ -185,15 +186,20 @@ class AnalyticsMiddleware:
         exchange = _Exchange(self, runtime, scope, found[0], found[1])
         await exchange.run(receive, send)
 
-    # Options resolved against the settings, per request (cheap attribute reads).
+    # Options resolved against the settings (encoded once per settings object).
     def user_header(self, runtime: Runtime) -> bytes:
-        return self._user_header or runtime.settings.user_header.encode()
+        return self._user_header or _encoded(runtime.settings.user_header)
 
     def session_header(self, runtime: Runtime) -> bytes:
-        return self._session_header or runtime.settings.session_header.encode()
+        return self._session_header or _encoded(runtime.settings.session_header)
 
     def inspect_bytes(self, runtime: Runtime) -> int:
         return self._inspect_bytes or runtime.settings.inspect_bytes
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded(header: str) -> bytes:
+    return header.lower().encode("latin-1")
 
 
 def _instrumented(app: Any) -> bool:
@@ -386,9 +392,10 @@ class _Exchange:
             self._status = message["status"]
             content_type = content_encoding = b""
             for name, value in message.get("headers", ()):
-                if name.lower() == b"content-type":
+                name = name.lower()
+                if name == b"content-type":
                     content_type = value
-                elif name.lower() == b"content-encoding":
+                elif name == b"content-encoding":
                     content_encoding = value
             if self._rule.kind in ("chat", "session_start"):
                 self._inspector = inspector_for(
