@@ -67,7 +67,7 @@ def _plain(attributes: Mapping[str, Any]) -> bool:
 
 
 class FinishedSpans:
-    """Emits finished spans for one SDK tracer, or says it can't (``emit`` returns ``False``)."""
+    """Emits finished spans for one SDK tracer, or says it can't (``emit`` returns ``None``)."""
 
     def __init__(self, tracer: Tracer) -> None:
         self._tracer = tracer
@@ -132,10 +132,12 @@ class FinishedSpans:
             ),
             trace_state=sampling.trace_state,
         )
-        if decision is Decision.DROP:
-            return context
+        # The SDK's own span metrics (when a meter provider is set) count started spans, dropped
+        # ones included, and ended recording ones: the same calls, in the same order.
         metrics = getattr(tracer, "_tracer_metrics", None)
         record_end = metrics.start_span(parent_context, decision) if metrics is not None else None
+        if decision is Decision.DROP:
+            return context
         limits = self._limits
         assert limits is not None
         final: Mapping[str, Any] = sampling.attributes or {}

@@ -243,3 +243,51 @@ def test_configured_exporters_leave_the_direct_path_open(fake_tracker: FakeTrack
         assert finished is not None and finished.usable()
     finally:
         capture.close()
+
+
+@pytest.mark.parametrize("sampler", [None, RecordOnly(), ParentBased(ALWAYS_OFF)], ids=["sampled", "record", "drop"])
+def test_the_sdk_span_metrics_count_both_paths_alike(sampler: Sampler | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+
+    def counted(direct: bool) -> dict[tuple[str, tuple[Any, ...]], Any]:
+        reader = InMemoryMetricReader()
+        options: dict[str, Any] = {"meter_provider": MeterProvider(metric_readers=[reader])}
+        if sampler is not None:
+            options["sampler"] = sampler
+        provider = provider_with(Collect(), **options)
+        runtime = Runtime.build(Settings(), provider)
+        if not direct:
+            runtime = dataclasses.replace(runtime, finished=None)
+        for n in range(3):
+            emit_interaction(
+                runtime,
+                "chat",
+                SessionRef.of(f"conv-metrics-{n}", "u1"),
+                model="gpt-4o-mini",
+                provider="openai",
+                metadata=None,
+                extra=None,
+                usage=Usage(input_tokens=1),
+                outcome="completed",
+                exc=None,
+                start_ns=1,
+                end_ns=2,
+                links=[],
+                span_id=None,
+            )
+        data = reader.get_metrics_data()
+        points = {}
+        for resource_metrics in data.resource_metrics if data else ():
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    for point in metric.data.data_points:
+                        key = (metric.name, tuple(sorted(point.attributes.items())))
+                        points[key] = getattr(point, "value", None)
+        return points
+
+    direct, public = counted(True), counted(False)
+    assert direct == public
+    assert direct  # the metrics are on: something was counted
