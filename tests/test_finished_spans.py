@@ -149,6 +149,26 @@ def record_both(
     return direct, public
 
 
+def record_chat(runtime: Runtime, session_id: str) -> None:
+    """A minimal finished chat interaction, through whichever path the runtime takes."""
+    emit_interaction(
+        runtime,
+        "chat",
+        SessionRef.of(session_id, "u1"),
+        model="gpt-4o-mini",
+        provider="openai",
+        metadata=None,
+        extra=None,
+        usage=Usage(input_tokens=1),
+        outcome="completed",
+        exc=None,
+        start_ns=1,
+        end_ns=2,
+        links=[],
+        span_id=None,
+    )
+
+
 def provider_with(collect: Collect, **options: Any) -> TracerProvider:
     provider = TracerProvider(resource=Resource.create({"service.name": "equivalence"}), **options)
     provider.add_span_processor(collect)
@@ -200,22 +220,7 @@ def test_a_processor_acting_on_start_gets_the_live_span() -> None:
     provider.add_span_processor(enriching)
     runtime = Runtime.build(Settings(), provider)
     assert runtime.finished is not None and not runtime.finished.usable()
-    emit_interaction(
-        runtime,
-        "chat",
-        SessionRef.of("conv-enriched", "u1"),
-        model="gpt-4o-mini",
-        provider="openai",
-        metadata=None,
-        extra=None,
-        usage=Usage(),
-        outcome="completed",
-        exc=None,
-        start_ns=1,
-        end_ns=2,
-        links=[],
-        span_id=None,
-    )
+    record_chat(runtime, "conv-enriched")
     assert enriching.started == ["chat gpt-4o-mini"]
     assert collect.spans[0].attributes is not None and collect.spans[0].attributes["enriched"] is True
 
@@ -262,22 +267,7 @@ def test_the_sdk_span_metrics_count_both_paths_alike(sampler: Sampler | None, mo
         if not direct:
             runtime = dataclasses.replace(runtime, finished=None)
         for n in range(3):
-            emit_interaction(
-                runtime,
-                "chat",
-                SessionRef.of(f"conv-metrics-{n}", "u1"),
-                model="gpt-4o-mini",
-                provider="openai",
-                metadata=None,
-                extra=None,
-                usage=Usage(input_tokens=1),
-                outcome="completed",
-                exc=None,
-                start_ns=1,
-                end_ns=2,
-                links=[],
-                span_id=None,
-            )
+            record_chat(runtime, f"conv-metrics-{n}")
         data = reader.get_metrics_data()
         points = {}
         for resource_metrics in data.resource_metrics if data else ():
