@@ -199,7 +199,7 @@ class AnalyticsMiddleware:
 
 @functools.lru_cache(maxsize=64)
 def _encoded(header: str) -> bytes:
-    return header.lower().encode("latin-1")
+    return header.lower().encode()
 
 
 def _instrumented(app: Any) -> bool:
