@@ -193,36 +193,18 @@ def main() -> int:
         f"{ttfb['analytics']:.2f}, layer (stock + analytics) {ttfb['layer']:.2f}"
     )
     print("\nverdicts (absolute targets, and [scaled] by this machine's speed):")
+
+    def scaled(label: str, endpoint: str, variant: str, target: float) -> bool:
+        """A CPU target: ``variant`` minus the stock middleware on ``endpoint``, also shown scaled."""
+        measured = results[endpoint][variant] - results[endpoint]["stock"]
+        return verdict(label, measured, target, "µs", note=f" [scaled target {target * factor:.0f}]")
+
     checks = [
-        verdict(
-            "1a. JSON: added by the analytics layer (server span present)",
-            results["json"]["layer"] - results["json"]["stock"],
-            40,
-            "µs",
-            note=f" [scaled target {40 * factor:.0f}]",
-        ),
-        verdict(
-            "1b. JSON: own server span vs stock",
-            results["json"]["own"] - results["json"]["stock"],
-            40,
-            "µs",
-            note=f" [scaled target {40 * factor:.0f}]",
-        ),
-        verdict(
-            "2a. SSE 20 chunks: added by the analytics layer",
-            results["sse20"]["layer"] - results["sse20"]["stock"],
-            50,
-            "µs",
-            note=f" [scaled target {50 * factor:.0f}]",
-        ),
+        scaled("1a. JSON: added by the analytics layer (server span present)", "json", "layer", 40),
+        scaled("1b. JSON: own server span vs stock", "json", "own", 40),
+        scaled("2a. SSE 20 chunks: added by the analytics layer", "sse20", "layer", 50),
         per_chunk_verdict(per_chunk, factor),
-        verdict(
-            "2c. SSE 20 chunks: own server span vs stock",
-            results["sse20"]["own"] - results["sse20"]["stock"],
-            50,
-            "µs",
-            note=f" [scaled target {50 * factor:.0f}]",
-        ),
+        scaled("2c. SSE 20 chunks: own server span vs stock", "sse20", "own", 50),
         verdict("3.  time to first SSE chunk vs bare", ttfb["analytics"] / ttfb["bare"], 1.05, "x"),
         verdict("3b. time to first SSE chunk, layer vs stock", ttfb["layer"] / ttfb["stock"], 1.05, "x"),
     ]
