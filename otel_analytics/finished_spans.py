@@ -74,6 +74,7 @@ class FinishedSpans:
         self._scope = getattr(tracer, "_instrumentation_scope", None)
         self._limits = getattr(tracer, "_span_limits", None)
         self._is_enabled = getattr(tracer, "_is_enabled", None)
+        self._metrics = getattr(tracer, "_tracer_metrics", None)  # the SDK's own span metrics, if any
         self._processors_seen: object = None
         self._direct = False
         self._no_link_attributes: BoundedAttributes | None = None
@@ -134,7 +135,7 @@ class FinishedSpans:
         )
         # The SDK's own span metrics (when a meter provider is set) count started spans, dropped
         # ones included, and ended recording ones: the same calls, in the same order.
-        metrics = getattr(tracer, "_tracer_metrics", None)
+        metrics = self._metrics
         record_end = metrics.start_span(parent_context, decision) if metrics is not None else None
         if decision is Decision.DROP:
             return context
