@@ -10,7 +10,8 @@ It must not change what anyone observes, so it is used only where it is provably
 the SDK tracer has the internals read below (else the public path), the tracer is enabled, and
 every processor only acts ``on_end`` (a processor that enriches spans ``on_start`` or
 ``_on_ending`` sees the public path's live span). The sampler is asked exactly as the SDK asks
-it, span limits are applied the same way, and attribute values of other types than the plain
+it (the SDK's own parent-flag samplers, the default among them, are answered as they would
+answer), span limits are applied the same way, and attribute values of other types than the plain
 ones go through the SDK's own cleaning. ``tests/test_finished_spans.py`` compares both paths
 field by field against the installed SDK.
 """
@@ -25,12 +26,13 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, Tracer
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, TraceFlags, TraceState
 from opentelemetry.util.types import Attributes, AttributeValue
 
 _PLAIN = frozenset({str, int, float, bool})
+_PLAIN_OR_TUPLE = _PLAIN | {tuple}
 _UNSET = Status()  # read-only: one for all spans, as fewer objects per queued span mean less GC work
 # Processor hooks known to do nothing; a processor whose on_start/_on_ending is anything else
 # sends spans down the public path.
@@ -60,10 +62,42 @@ def _end_only(processor: SpanProcessor) -> bool:
 
 def _plain(attributes: Mapping[str, Any]) -> bool:
     """Whether every value is one the SDK would keep as it is (no cleaning, no copy)."""
-    for value in attributes.values():
-        if type(value) not in _PLAIN and not (type(value) is tuple and all(type(v) is str for v in value)):
-            return False
+    kinds = set(map(type, attributes.values()))
+    if not kinds <= _PLAIN_OR_TUPLE:
+        return False
+    if tuple in kinds:
+        return all(type(v) is str for value in attributes.values() if type(value) is tuple for v in value)
     return True
+
+
+_PARENT_BASED_DELEGATES = (  # in the order of _static_decisions' index: (remote, sampled)
+    "_local_parent_not_sampled",
+    "_local_parent_sampled",
+    "_remote_parent_not_sampled",
+    "_remote_parent_sampled",
+)
+
+
+def _static_decisions(sampler: object) -> tuple[Decision, ...] | None:
+    """The decisions of a sampler that looks only at the parent's flags, by ``2 * remote + sampled``.
+
+    That is the SDK's default (``ParentBased(ALWAYS_ON)``) and any ``ParentBased`` whose delegates
+    are the SDK's static samplers: for a valid parent such a sampler returns the delegate's fixed
+    decision, the span's own attributes and the parent's trace state, whatever else it is given,
+    so asking it per span is not needed. ``None``: any other sampler, asked per span.
+    """
+    if type(sampler) is StaticSampler:
+        delegates: list[object] = [sampler] * 4
+    elif type(sampler) is ParentBased:
+        delegates = [getattr(sampler, name, None) for name in _PARENT_BASED_DELEGATES]
+    else:
+        return None
+    decisions = tuple(getattr(delegate, "_decision", None) for delegate in delegates)
+    if all(type(delegate) is StaticSampler for delegate in delegates) and all(
+        isinstance(decision, Decision) for decision in decisions
+    ):
+        return decisions  # type: ignore[return-value]
+    return None
 
 
 class FinishedSpans:
@@ -78,6 +112,8 @@ class FinishedSpans:
         self._processors_seen: object = None
         self._direct = False
         self._no_link_attributes: BoundedAttributes | None = None
+        self._sampler_seen: object = None
+        self._static: tuple[Decision, ...] | None = None
 
     def _link_attributes(self, attributes: Attributes) -> BoundedAttributes:
         limits = self._limits
@@ -122,8 +158,18 @@ class FinishedSpans:
             # and those flags are the SDK's business. Session roots and interactions carry neither.
             return None
         trace_id = parent_context.trace_id
-        sampling = tracer.sampler.should_sample(parent, trace_id, name, kind, attributes, links)
-        decision = sampling.decision
+        sampler = tracer.sampler
+        if sampler is not self._sampler_seen:
+            self._sampler_seen, self._static = sampler, _static_decisions(sampler)
+        static = self._static
+        if static is not None:  # what the sampler would answer, without building its answer
+            decision = static[2 * parent_context.is_remote + parent_context.trace_flags.sampled]
+            trace_state: TraceState | None = parent_context.trace_state
+            final: Mapping[str, Any] = attributes
+        else:
+            sampling = sampler.should_sample(parent, trace_id, name, kind, attributes, links)
+            decision, trace_state = sampling.decision, sampling.trace_state
+            final = sampling.attributes or {}
         context = SpanContext(
             trace_id,
             span_id if span_id is not None else tracer.id_generator.generate_span_id(),
@@ -131,7 +177,7 @@ class FinishedSpans:
             trace_flags=TraceFlags(
                 TraceFlags.SAMPLED if decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT
             ),
-            trace_state=sampling.trace_state,
+            trace_state=trace_state,
         )
         # The SDK's own span metrics (when a meter provider is set) count started spans, dropped
         # ones included, and ended recording ones: the same calls, in the same order.
@@ -141,7 +187,6 @@ class FinishedSpans:
             return context
         limits = self._limits
         assert limits is not None
-        final: Mapping[str, Any] = sampling.attributes or {}
         if (
             limits.max_span_attribute_length is not None
             or (limits.max_span_attributes is not None and len(final) > limits.max_span_attributes)

@@ -26,7 +26,7 @@ import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigurationError
 from .usage import Usage
@@ -93,8 +93,9 @@ class Price:
     model_price: Any = None
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
+class Cost(NamedTuple):
+    """A cost estimate (a tuple: one is built per priced interaction)."""
+
     usd: float
     micro_cents: int
     version: str

@@ -187,3 +187,24 @@ def test_track_calls_go_where_a_live_span_would(capture_analytics: CaptureAnalyt
     assert [f"{link.context.span_id:016x}" for link in server.links] == [linked_id]
     assert server.attributes is not None and server.attributes["session.id"] == "conv-place"
     assert "session.id" not in api_alone["attributes"]
+
+
+def test_an_internal_error_in_track_is_swallowed_and_logged_once(
+    capture_analytics: CaptureAnalytics, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from otel_analytics import _guard, client
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise ValueError("recording bug")
+
+    monkeypatch.setattr(client, "emit_interaction", broken)
+    monkeypatch.setattr(_guard, "RAISE_UNDER_PYTEST", False)
+    _guard._seen.clear()
+    with caplog.at_level(logging.ERROR, logger="otel_analytics"):
+        for _ in range(3):
+            assert oa.track_interaction(session_id="c", model_name="gpt-4o-mini", prompt_tokens=1) is None
+    assert sum("internal error in track_interaction" in r.getMessage() for r in caplog.records) == 1
+    monkeypatch.setattr(_guard, "RAISE_UNDER_PYTEST", True)
+    with pytest.raises(KeyboardInterrupt):  # only exceptions are swallowed, never a KeyboardInterrupt
+        with _guard.internal_errors("test"):
+            raise KeyboardInterrupt

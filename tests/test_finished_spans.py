@@ -18,10 +18,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
+    ALWAYS_ON,
     Decision,
     ParentBased,
     Sampler,
     SamplingResult,
+    StaticSampler,
+    TraceIdRatioBased,
 )
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.util.types import Attributes
@@ -191,6 +194,14 @@ def provider_with(collect: Collect, **options: Any) -> TracerProvider:
         pytest.param({}, {"extra": {"custom.list": ["a", 1], "custom.float": 1.5}}, id="values the SDK cleans"),
         pytest.param({}, {"span_id": None, "links": []}, id="no pinned id, no link"),
         pytest.param({"sampler": RecordOnly()}, {}, id="recorded, not sampled"),
+        pytest.param(
+            {"sampler": ParentBased(ALWAYS_ON, remote_parent_sampled=Annotating())}, {}, id="parent-based, own delegate"
+        ),
+        pytest.param(
+            {"sampler": ParentBased(ALWAYS_ON, remote_parent_sampled=StaticSampler(Decision.RECORD_ONLY))},
+            {},
+            id="parent-based, static record-only delegate",
+        ),
     ],
 )
 def test_direct_span_equals_the_sdk_span(
@@ -208,10 +219,38 @@ def test_direct_span_equals_the_sdk_span(
     assert left == right
 
 
-def test_a_dropped_session_is_dropped_by_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "sampler",
+    [ParentBased(ALWAYS_OFF), ParentBased(ALWAYS_ON, remote_parent_sampled=ALWAYS_OFF), ALWAYS_OFF],
+    ids=["session not sampled", "sampled parent, dropping delegate", "always off"],
+)
+def test_a_dropped_span_is_dropped_by_both_paths(sampler: Sampler, monkeypatch: pytest.MonkeyPatch) -> None:
     collect = Collect()
-    direct, public = record_both(provider_with(collect, sampler=ParentBased(ALWAYS_OFF)), monkeypatch, collect)
+    direct, public = record_both(provider_with(collect, sampler=sampler), monkeypatch, collect)
     assert direct is None and public is None
+
+
+def test_only_samplers_that_look_at_the_parents_flags_alone_are_skipped() -> None:
+    from otel_analytics.finished_spans import _static_decisions
+
+    keep, drop = Decision.RECORD_AND_SAMPLE, Decision.DROP
+    # indexed by 2 * remote + sampled
+    assert _static_decisions(ParentBased(ALWAYS_ON)) == (drop, keep, drop, keep)
+    assert _static_decisions(ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)) == (drop, keep, keep, keep)
+    assert _static_decisions(ALWAYS_ON) == (keep,) * 4
+    assert _static_decisions(ParentBased(ALWAYS_ON, local_parent_sampled=Annotating())) is None
+    assert _static_decisions(TraceIdRatioBased(0.5)) is None
+    assert _static_decisions(ParentBased(TraceIdRatioBased(0.5))) is not None  # the root is never asked: a parent
+
+
+class _Subclassed(ParentBased):
+    pass
+
+
+def test_a_subclassed_sampler_is_asked_every_time() -> None:
+    from otel_analytics.finished_spans import _static_decisions
+
+    assert _static_decisions(_Subclassed(ALWAYS_ON)) is None
 
 
 def test_a_processor_acting_on_start_gets_the_live_span() -> None:
