@@ -236,6 +236,23 @@ async def test_routes_from_code_and_configuration(
         oa.configure(tracer_provider=TracerProvider())
 
 
+async def test_one_middleware_follows_routes_reconfigured_while_it_runs(
+    capture_analytics: CaptureAnalytics, clean_env: pytest.MonkeyPatch
+) -> None:
+    app = AnalyticsMiddleware(build(), server_span=False)
+    await call(app, "POST", "/api/messages", body=b"{}")
+    assert [s["attributes"]["analytics.interaction.type"] for s in capture_analytics.spans()] == ["chat"]
+    capture_analytics.handle.shutdown()
+    clean_env.setenv("ANALYTICS_ROUTES", "POST /api/messages=ignore; POST /api/other=db")
+    capture = CaptureAnalytics()
+    try:
+        for path in ("/api/messages", "/api/other", "/api/messages"):  # the same paths, new answers
+            await call(app, "POST", path, body=b"{}")
+        assert [s["name"] for s in capture.spans()] == ["db"]
+    finally:
+        capture.close()
+
+
 async def test_websocket_and_lifespan_pass_through(capture_analytics: CaptureAnalytics) -> None:
     from starlette.testclient import TestClient
 

@@ -58,6 +58,8 @@ _READ_AHEAD_CAP = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SESSION_KEYS = ("conversationId", "conversation_id", "session_id", "sessionId")
 _QUERY_KEYS = {"conversationId", "conversation_id", "session_id"}
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
 
 def _fallback_session_id() -> str:
@@ -122,6 +124,24 @@ class AnalyticsMiddleware:
         self._inspect_bytes = inspect_bytes
         self._with_server_span: tuple[object, ASGIApp] | None = None
         self._metadata: dict[tuple[str, str], str] = {}
+        self._matches: dict[tuple[str, str], tuple[RouteRule, dict[str, str]] | None] = {}
+        self._matched_rules: tuple[RouteRule, ...] = ()
+
+    def match(self, rules: tuple[RouteRule, ...], method: str, path: str) -> tuple[RouteRule, dict[str, str]] | None:
+        """The rule a request falls under, remembered per route (bounded: paths can carry ids)."""
+        if rules is not self._matched_rules:  # new settings: forget what the old rules said
+            self._matches, self._matched_rules = {}, rules
+        matches = self._matches
+        key = (method, path)
+        try:
+            return matches[key]
+        except KeyError:
+            pass
+        found = match(rules, method, path)
+        if len(matches) >= 1024:
+            matches.clear()
+        matches[key] = found
+        return found
 
     def metadata_for(self, scope: Scope) -> str:
         """The interaction's metadata (``{"endpoint", "method"}``), encoded once per route."""
@@ -179,7 +199,7 @@ class AnalyticsMiddleware:
         runtime = _runtime.current()
         settings = runtime.settings
         rules = self._rules if self._rules is not None else (settings.routes or DEFAULT_RULES)
-        found = match(rules, scope.get("method", "GET"), scope.get("path", "/"))
+        found = self.match(rules, scope.get("method", "GET"), scope.get("path", "/"))
         if found is None or found[0].kind == "ignore":
             await self.app(scope, receive, send)
             return
@@ -229,6 +249,9 @@ class _Exchange:
     _session: SessionRef | None = None
     _session_id: str | None = None
     _user_id = ANONYMOUS_USER
+    _json_body = False
+    _header_user: str | None = None
+    _header_session: str | None = None
 
     def __init__(
         self, middleware: AnalyticsMiddleware, runtime: Runtime, scope: Scope, rule: RouteRule, params: dict[str, str]
@@ -244,6 +267,10 @@ class _Exchange:
     async def run(self, receive: Receive, send: Send) -> None:
         self._receive = receive
         self._send = send
+        try:
+            self._read_headers()
+        except Exception as error:  # headers that are not bytes: analytics reads none of them
+            report_internal_error("asgi.headers", error)
         await self._read_ahead()
         try:
             self._start()
@@ -263,8 +290,7 @@ class _Exchange:
     # --- request -------------------------------------------------------------------------------
     async def _read_ahead(self) -> None:
         """Read a small JSON request body before the app runs; the app gets the same messages."""
-        scope = self._scope
-        if scope.get("method") not in _BODY_METHODS or not _is_json(scope):
+        if not self._json_body or self._scope.get("method") not in _BODY_METHODS:
             return
         size = 0
         parts: list[bytes] = []
@@ -300,7 +326,6 @@ class _Exchange:
 
     def _start(self) -> None:
         scope, runtime = self._scope, self._runtime
-        header_user, header_session = self._headers()
         getter = self._middleware._user_id
         user = None
         if getter is not None:
@@ -308,8 +333,8 @@ class _Exchange:
                 user = _text(getter(scope))
             except Exception:
                 warn_once("asgi:user_id", "otel-analytics: the user_id callable raised; using the next source.")
-        self._user_id = user or _user_of(scope) or header_user or ANONYMOUS_USER
-        self._session_id = self._session_from_request(header_session)
+        self._user_id = user or _user_of(scope) or self._header_user or ANONYMOUS_USER
+        self._session_id = self._session_from_request(self._header_session)
         kind = self._rule.kind
         if kind in ("session_start", "session_end"):
             return
@@ -320,22 +345,25 @@ class _Exchange:
         if kind == "chat":
             self._provider = runtime.prices.provider(self._request_model)
         self._metadata = self._middleware.metadata_for(scope)
-        outer = trace.get_current_span().get_span_context()
+        server = trace.get_current_span()
+        outer = server.get_span_context()
         if outer.is_valid:
-            self._link_request_span(outer)
+            self._link_request_span(server, outer)
         else:
             self._linked = False  # an app instrumented inside us makes its server span later
 
-    def _headers(self) -> tuple[str | None, str | None]:
+    def _read_headers(self) -> None:
+        """The request headers analytics reads, in one pass: content type, user and session."""
         user_header = self._middleware.user_header(self._runtime)
         session_header = self._middleware.session_header(self._runtime)
-        user = session = None
         for name, value in self._scope.get("headers", ()):
-            if name == user_header:
-                user = _text(value.decode("latin-1"))
+            if name == b"content-type":
+                media: bytes = value.split(b";", 1)[0].strip().lower()
+                self._json_body = media == b"application/json" or media.endswith(b"+json")
+            elif name == user_header:
+                self._header_user = _text(value.decode("latin-1"))
             elif name == session_header:
-                session = _text(value.decode("latin-1"))
-        return user, session
+                self._header_session = _text(value.decode("latin-1"))
 
     def _session_from_request(self, header_session: str | None) -> str | None:
         document = self._body_document
@@ -403,23 +431,23 @@ class _Exchange:
                 )
             if not self._linked:
                 self._linked = True
-                context = trace.get_current_span().get_span_context()
+                server = trace.get_current_span()
+                context = server.get_span_context()
                 if context.is_valid:
-                    self._link_request_span(context)
+                    self._link_request_span(server, context)
 
-    def _link_request_span(self, request: SpanContext) -> None:
+    def _link_request_span(self, server: trace.Span, request: SpanContext) -> None:
         """Link the request's server span (another trace) and the interaction both ways."""
         session = self._session
         if session is None or request.trace_id == session.trace_id:
             return
         self._links.append(Link(request))
         runtime = self._runtime
-        server = trace.get_current_span()
         if runtime.can_pin_ids and server.is_recording():
             # The interaction span is built when the request ends: fix its id now to point at it.
             self._span_id = runtime.new_span_id()
-            flags = TraceFlags.SAMPLED if runtime.session_sampled(session.trace_id) else TraceFlags.DEFAULT
-            server.add_link(SpanContext(session.trace_id, self._span_id, False, TraceFlags(flags)))
+            flags = _SAMPLED if runtime.session_sampled(session.trace_id) else _NOT_SAMPLED
+            server.add_link(SpanContext(session.trace_id, self._span_id, False, flags))
             server.set_attribute(attrs.SESSION_ID, session.session_id)
 
     def _end(self, exc: BaseException | None) -> None:
@@ -486,14 +514,6 @@ class _Exchange:
         session_id = session_id or self._session_id
         if session_id:
             start_session(session_id, self._user_id, metadata={"endpoint": self._scope.get("path", "")})
-
-
-def _is_json(scope: Scope) -> bool:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            media: bytes = value.split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
-    return False
 
 
 def instrument_app(app: Any, **options: Any) -> Any:
