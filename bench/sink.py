@@ -18,6 +18,12 @@ COUNTS = {"interactions": 0, "requests": 0, "otlp_requests": 0}
 LOCK = threading.Lock()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the listen backlog, set before the constructor listens: an export
+    # opens twenty connections at once, and the default 5 drops some SYNs (a 1 s retransmit each)
+
+
 def main() -> None:
     port = int(sys.argv[1])
     delay = float(sys.argv[2]) / 1000 if len(sys.argv) > 2 else 0.0
@@ -58,9 +64,7 @@ def main() -> None:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 256
+    server = _Server(("127.0.0.1", port), Handler)
     server.serve_forever()
 
 

@@ -18,7 +18,8 @@ Shapes understood:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,14 @@ def _get(obj: Any, key: str) -> Any:
         return None
 
 
+def _getter(obj: Any) -> Callable[[str], Any]:
+    """``key -> value`` for ``obj``: a plain dict's own ``get`` (parsed JSON: every response the
+    middleware reads), else :func:`_get`'s rules (mappings, SDK objects)."""
+    if type(obj) is dict:
+        return obj.get
+    return functools.partial(_get, obj)
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -90,35 +99,36 @@ def usage_from_response(response: Any) -> Usage | None:
     """Usage from one response object or stream event; ``None`` when it carries nothing useful."""
     if response is None or (type(response) is dict and not response):
         return None
-    kind = _text(_get(response, "type"))
+    get = _getter(response)
+    kind = _text(get("type"))
     if kind == "message_start":  # Anthropic stream: the message, with input usage
-        return usage_from_response(_get(response, "message"))
+        return usage_from_response(get("message"))
     usage = Usage()
-    raw = _get(response, "usage")
+    raw = get("usage")
     if raw is not None:
-        _read_usage(raw, usage, anthropic=kind in ("message", "message_delta"))
-    usage.response_model = _text(_get(response, "model"))
+        _read_usage(_getter(raw), usage, anthropic=kind in ("message", "message_delta"))
+    usage.response_model = _text(get("model"))
     if kind != "message_delta":
-        usage.response_id = _text(_get(response, "id"))
-    _read_finish_reasons(response, usage)
+        usage.response_id = _text(get("id"))
+    _read_finish_reasons(get, usage)
     if not usage.reported and usage.response_model is None and not usage.finish_reasons:
         return None
     return usage
 
 
-def _read_usage(raw: Any, usage: Usage, *, anthropic: bool) -> None:
-    prompt = token_count(_get(raw, "prompt_tokens"))
-    completion = token_count(_get(raw, "completion_tokens"))
+def _read_usage(get: Callable[[str], Any], usage: Usage, *, anthropic: bool) -> None:
+    prompt = token_count(get("prompt_tokens"))
+    completion = token_count(get("completion_tokens"))
     if prompt is not None or completion is not None:  # OpenAI chat
         usage.input_tokens = prompt
         usage.output_tokens = completion
-        usage.cache_read_tokens = token_count(_get(_get(raw, "prompt_tokens_details"), "cached_tokens"))
-        usage.reasoning_tokens = token_count(_get(_get(raw, "completion_tokens_details"), "reasoning_tokens"))
+        usage.cache_read_tokens = token_count(_get(get("prompt_tokens_details"), "cached_tokens"))
+        usage.reasoning_tokens = token_count(_get(get("completion_tokens_details"), "reasoning_tokens"))
         return
-    input_tokens = token_count(_get(raw, "input_tokens"))
-    usage.output_tokens = token_count(_get(raw, "output_tokens"))
-    cache_read = token_count(_get(raw, "cache_read_input_tokens"))
-    cache_write = token_count(_get(raw, "cache_creation_input_tokens"))
+    input_tokens = token_count(get("input_tokens"))
+    usage.output_tokens = token_count(get("output_tokens"))
+    cache_read = token_count(get("cache_read_input_tokens"))
+    cache_write = token_count(get("cache_creation_input_tokens"))
     if anthropic or cache_read is not None or cache_write is not None:
         # Anthropic reports input without the cached part; the conventions want all of it.
         if input_tokens is not None:
@@ -128,18 +138,18 @@ def _read_usage(raw: Any, usage: Usage, *, anthropic: bool) -> None:
         usage.cache_write_tokens = cache_write
         return
     usage.input_tokens = input_tokens  # OpenAI Responses API: already includes cached tokens
-    usage.cache_read_tokens = token_count(_get(_get(raw, "input_tokens_details"), "cached_tokens"))
-    usage.reasoning_tokens = token_count(_get(_get(raw, "output_tokens_details"), "reasoning_tokens"))
+    usage.cache_read_tokens = token_count(_get(get("input_tokens_details"), "cached_tokens"))
+    usage.reasoning_tokens = token_count(_get(get("output_tokens_details"), "reasoning_tokens"))
 
 
-def _read_finish_reasons(response: Any, usage: Usage) -> None:
-    choices = _get(response, "choices")
+def _read_finish_reasons(get: Callable[[str], Any], usage: Usage) -> None:
+    reasons = usage.finish_reasons
+    choices = get("choices")
     if isinstance(choices, list | tuple):
         for choice in choices[:64]:
-            reason = _text(_get(choice, "finish_reason"))
-            if reason and reason not in usage.finish_reasons:
-                usage.finish_reasons.append(reason)
-    for source in (response, _get(response, "delta")):
-        reason = _text(_get(source, "stop_reason"))
-        if reason and reason not in usage.finish_reasons:
-            usage.finish_reasons.append(reason)
+            reason = _get(choice, "finish_reason")
+            if isinstance(reason, str) and reason and reason not in reasons:
+                reasons.append(reason)
+    for reason in (get("stop_reason"), _get(get("delta"), "stop_reason")):
+        if isinstance(reason, str) and reason and reason not in reasons:
+            reasons.append(reason)

@@ -171,8 +171,7 @@ class FakeTracker:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
@@ -261,3 +260,8 @@ class FakeTracker:
                 if item["session_id"] not in self.sessions:
                     raise Reject(f"FOREIGN KEY: session {item['session_id']} was never started")
             self.interactions.extend(items)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog (default 5): an export opens twenty connections at once

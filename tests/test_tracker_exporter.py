@@ -386,3 +386,25 @@ def test_span_attributes_are_read_alike_whatever_holds_them() -> None:
         copied["a"] = 2  # a copy: the span's own attributes never change
         assert span.attributes is not None and span.attributes["a"] == 1
     assert _plain_attributes(empty) == {} == _plain_attributes(_ViewOnly(empty))
+
+
+def test_a_full_default_batch_costs_one_round_trip_of_a_slow_tracker(
+    spans: CaptureAnalytics, fake_tracker: FakeTracker
+) -> None:
+    from otel_analytics.contract import MAX_BATCH
+    from otel_analytics.exporters import TRACKER_BATCH_SIZE
+
+    requests = TRACKER_BATCH_SIZE // MAX_BATCH
+    for _ in range(TRACKER_BATCH_SIZE + 1):
+        oa.track_api_call(session_id="s", user_id="u")
+    tracker = exporter(fake_tracker.url)
+    first, *batch = finished(spans)
+    assert tracker.export([first]) is SpanExportResult.SUCCESS  # the session start, out of the way
+    accepted = b'{"count":100,"status":"accepted","message":"ok"}'
+    fake_tracker.script("/v1/track/interaction/batch", *[Fault(status=202, body=accepted, delay=1.0)] * requests)
+    started = time.monotonic()
+    assert tracker.export(batch) is SpanExportResult.SUCCESS
+    elapsed = time.monotonic() - started
+    assert len(fake_tracker.requests("/v1/track/interaction/batch")) == requests + 1
+    assert elapsed < 1.8, f"{requests} batch requests took {elapsed:.1f} s: not sent at once"  # two trips: >= 2 s
+    tracker.shutdown()

@@ -142,9 +142,10 @@ class TrackerSpanExporter(SpanExporter):
         retry_budget_s: how long one export may keep retrying (``ANALYTICS_RETRY_BUDGET_S``).
         send_costs: send the span's own cost estimate (``ANALYTICS_SEND_COSTS``).
         transport: an ``httpx`` transport (tests: ``httpx.MockTransport``, ASGI transports).
-        concurrency: requests in flight at once within one export (default 10: the tracker
-            processor's batch of 1,000 goes out as ten batch requests in one round trip, so a slow
-            tracker costs one latency per export, not two).
+        concurrency: requests in flight at once within one export (default 20: the tracker
+            processor's batch of 2,000 goes out as twenty batch requests in one round trip, so a
+            slow tracker costs one latency per export, not two). Threads are started only when
+            an export has more than one request to send.
     """
 
     def __init__(
@@ -157,7 +158,7 @@ class TrackerSpanExporter(SpanExporter):
         send_costs: bool | None = None,
         allow_insecure: bool | None = None,
         transport: httpx.BaseTransport | None = None,
-        concurrency: int = 10,
+        concurrency: int = 20,
         settings: Settings | None = None,
     ) -> None:
         settings = settings or Settings.load()
