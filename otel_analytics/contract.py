@@ -170,13 +170,10 @@ def to_call(record: SpanRecord, *, send_costs: bool = False) -> Call | None:
         )
     if event is not None or interaction_type not in attrs.INTERACTION_TYPES:
         return None  # the root span, or a type this contract does not know
-    return Call(
-        INTERACTION,
-        interaction_body(record, session_id, user_id, interaction_type, send_costs),
-        session_id,
-        user_id,
-        idempotency_key=f"{record.span_id:016x}",
-    )
+    interaction = interaction_body(record, session_id, user_id, interaction_type, send_costs)
+    # The span id (hex, already in the metadata) makes retries of this interaction idempotent.
+    key = interaction["metadata"]["span_id"]
+    return Call(INTERACTION, interaction, session_id, user_id, idempotency_key=key)
 
 
 # Token counts: the contract's field, the span attribute, and whether the field is the body's own

@@ -311,8 +311,16 @@ def test_exporter_builds_from_the_environment_alone(clean_env: pytest.MonkeyPatc
     clean_env.setenv("ANALYTICS_TRACKER_TOKEN", "env-token")
     tracker = TrackerSpanExporter()  # how the SDK's entry-point path builds it
     assert tracker.url == fake_tracker.url
-    tracker._client.get("/health")
+    capture = CaptureAnalytics()
+    try:
+        oa.track_api_call(session_id="s", user_id="u")
+        assert tracker.export(list(capture.finished())) is SpanExportResult.SUCCESS
+    finally:
+        capture.close()
     tracker.shutdown()
+    assert fake_tracker.received and {r.headers.get("authorization") for r in fake_tracker.received} == {
+        "Bearer env-token"
+    }
     from importlib.metadata import entry_points
 
     (entry,) = [e for e in entry_points(group="opentelemetry_traces_exporter") if e.name == "analytics_tracker"]
