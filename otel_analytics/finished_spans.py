@@ -33,8 +33,8 @@ from opentelemetry.util.types import Attributes, AttributeValue
 
 _PLAIN = frozenset({str, int, float, bool})
 _PLAIN_OR_TUPLE = _PLAIN | {tuple}
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)  # shared, immutable: one object fewer per span
-_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)  # shared: one object fewer per span
+NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _UNSET = Status()  # read-only: one for all spans, as fewer objects per queued span mean less GC work
 # Processor hooks known to do nothing; a processor whose on_start/_on_ending is anything else
 # sends spans down the public path.
@@ -176,7 +176,7 @@ class FinishedSpans:
             trace_id,
             span_id if span_id is not None else tracer.id_generator.generate_span_id(),
             is_remote=False,
-            trace_flags=_SAMPLED if decision is Decision.RECORD_AND_SAMPLE else _NOT_SAMPLED,
+            trace_flags=SAMPLED if decision is Decision.RECORD_AND_SAMPLE else NOT_SAMPLED,
             trace_state=trace_state,
         )
         # The SDK's own span metrics (when a meter provider is set) count started spans, dropped

@@ -32,13 +32,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanContext, TraceFlags
+from opentelemetry.trace import Link, SpanContext
 
 from .. import attributes as attrs
 from .. import runtime as _runtime
 from .._guard import report_internal_error, warn_once
 from .._json import loads
 from ..context import ANONYMOUS_USER, SessionRef, current_session
+from ..finished_spans import NOT_SAMPLED, SAMPLED
 from ..recording import emit_interaction, metadata_json
 from ..runtime import Runtime
 from ..sessions import end_session, start_session
@@ -58,8 +59,6 @@ _READ_AHEAD_CAP = 64 * 1024
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SESSION_KEYS = ("conversationId", "conversation_id", "session_id", "sessionId")
 _QUERY_KEYS = {"conversationId", "conversation_id", "session_id"}
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
 
 def _fallback_session_id() -> str:
@@ -446,7 +445,7 @@ class _Exchange:
         if runtime.can_pin_ids and server.is_recording():
             # The interaction span is built when the request ends: fix its id now to point at it.
             self._span_id = runtime.new_span_id()
-            flags = _SAMPLED if runtime.session_sampled(session.trace_id) else _NOT_SAMPLED
+            flags = SAMPLED if runtime.session_sampled(session.trace_id) else NOT_SAMPLED
             server.add_link(SpanContext(session.trace_id, self._span_id, False, flags))
             server.set_attribute(attrs.SESSION_ID, session.session_id)
 

@@ -177,9 +177,9 @@ class TrackerSpanExporter(SpanExporter):
             limits=httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
         )
         # Requests are built from parts made once (URL per route, headers, timeouts) and go
-        # straight to the transport: the tracker needs no redirects, cookies, auth flows or hooks,
-        # and skipping httpx.Client (its URL merging and header copies included) saves half of
-        # httpx's per-request CPU.
+        # straight to the transport: the tracker needs no redirects, cookies, auth flows or hooks.
+        # Skipping httpx.Client's send saved a third of httpx's per-request CPU, and skipping its
+        # build_request (URL merging, header copies) a quarter of the rest.
         self._headers = httpx.Headers(headers)
         self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
         self._urls = {route: httpx.URL(self.url + route) for route in _ROUTES}
