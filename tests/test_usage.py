@@ -131,3 +131,53 @@ def test_token_count() -> None:
     assert token_count(7) == 7
     for bad in (-1, True, 1.0, math.nan, "3", None):
         assert token_count(bad) is None
+
+
+def _sse_stream() -> bytes:
+    import json
+
+    base = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": "gpt-4o-mini-2024-07-18"}
+    events = [
+        base | {"choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}]} for i in range(5)
+    ]
+    events.append(base | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events.append(base | {"choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 6, "total_tokens": 36}})
+    return b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events) + b"data: [DONE]\n\n"
+
+
+def _read(chunks: list[bytes]) -> Usage | None:
+    from otel_analytics.asgi.inspect import SseInspector
+
+    inspector = SseInspector(1 << 20)
+    for chunk in chunks:
+        inspector.feed(chunk)
+    return inspector.result()[0]
+
+
+def test_an_sse_stream_reads_the_same_however_it_is_cut() -> None:
+    stream = _sse_stream()
+    whole = _read([stream])
+    assert whole is not None
+    assert (whole.input_tokens, whole.output_tokens, whole.finish_reasons) == (30, 6, ["stop"])
+    assert whole.response_model == "gpt-4o-mini-2024-07-18"
+    events = [event + b"\n\n" for event in stream.split(b"\n\n") if event]
+    assert _read(events) == whole  # one event per chunk: the common case
+    assert _read([bytes([b]) for b in stream]) == whole  # a byte at a time
+    for cut in range(1, len(stream)):
+        assert _read([stream[:cut], stream[cut:]]) == whole, cut
+    assert _read([b"", *events, b""]) == whole  # empty chunks change nothing
+
+
+def test_keep_alive_comments_and_blank_lines_do_not_hide_the_finish_reason() -> None:
+    stream = _sse_stream()
+    without_usage = stream[
+        : stream.index(
+            b'data: {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": '
+            b'"gpt-4o-mini-2024-07-18", "choices": [], "usage"'
+        )
+    ]
+    for tail in ([b": ping\n\n"], [b"\n"], [b": ping\n\n", b"data: [DONE]\n\n"]):
+        usage = _read([without_usage, *tail])
+        assert usage is not None and usage.finish_reasons == ["stop"] and not usage.reported, tail
+    with_ping = stream.replace(b"data: [DONE]", b": ping\n\ndata: [DONE]")
+    assert _read([with_ping]) == _read([stream])

@@ -88,14 +88,17 @@ class SseInspector:
         self.usage = Usage()
 
     def feed(self, chunk: bytes) -> None:
-        newline = chunk.rfind(b"\n")
-        if newline == len(chunk) - 1 and not self._tail and not self._skipping:
-            # The common case, inline (once per chunk): whole events, nothing carried over.
-            if _USAGE in chunk:
+        if chunk[-1:] == b"\n" and not self._tail and not self._skipping:
+            # The common case, inline (once per chunk): whole events that start with their data
+            # line, nothing carried over. Anything else (event: lines, comments, a lone blank
+            # line) is looked at in full.
+            head = chunk[:12]
+            if _USAGE in chunk or head[:5] != b"data:":
                 self._look(chunk)
-            elif not chunk.startswith(b"data: [DONE]"):
+            elif head != b"data: [DONE]":
                 self._last = chunk
             return
+        newline = chunk.rfind(b"\n")
         if newline < 0:  # no line ends here: keep the partial line, within the cap
             if not self._skipping:
                 self._tail += chunk
@@ -123,8 +126,8 @@ class SseInspector:
             if self._before_usage is None:
                 self._before_usage = self._last
             self._scan(block)
-        elif not block.startswith(b"data: [DONE]"):
-            self._last = block
+        elif b"data:" in block and not block.startswith(b"data: [DONE]"):
+            self._last = block  # the latest event with data (a blank line or a comment is not one)
 
     def _scan(self, block: bytes) -> None:
         for line in block.split(b"\n"):
