@@ -181,3 +181,17 @@ def test_keep_alive_comments_and_blank_lines_do_not_hide_the_finish_reason() -> 
         assert usage is not None and usage.finish_reasons == ["stop"] and not usage.reported, tail
     with_ping = stream.replace(b"data: [DONE]", b": ping\n\ndata: [DONE]")
     assert _read([with_ping]) == _read([stream])
+
+
+def test_an_anthropic_stream_reads_the_same_however_it_is_cut() -> None:
+    from tests.chat_apps import ANTHROPIC_EVENTS
+
+    stream = b"".join(ANTHROPIC_EVENTS)
+    whole = _read([stream])
+    assert whole is not None
+    assert (whole.input_tokens, whole.output_tokens, whole.cache_read_tokens) == (125, 15, 100)
+    assert whole.finish_reasons == ["end_turn"] and whole.response_model == "claude-3-5-haiku-20241022"
+    assert _read(list(ANTHROPIC_EVENTS)) == whole
+    assert _read([bytes([b]) for b in stream]) == whole
+    for cut in range(1, len(stream)):
+        assert _read([stream[:cut], stream[cut:]]) == whole, cut
