@@ -92,10 +92,9 @@ class SseInspector:
             # The common case, inline (once per chunk): whole events that start with their data
             # line, nothing carried over. Anything else (event: lines, comments, a lone blank
             # line) is looked at in full.
-            head = chunk[:12]
-            if _USAGE in chunk or head[:5] != b"data:":
+            if _USAGE in chunk or not chunk.startswith(b"data:"):
                 self._look(chunk)
-            elif head != b"data: [DONE]":
+            elif not chunk.startswith(b"data: [DONE]"):
                 self._last = chunk
             return
         newline = chunk.rfind(b"\n")
