@@ -195,3 +195,24 @@ def test_an_anthropic_stream_reads_the_same_however_it_is_cut() -> None:
     assert _read([bytes([b]) for b in stream]) == whole
     for cut in range(1, len(stream)):
         assert _read([stream[:cut], stream[cut:]]) == whole, cut
+
+
+def test_a_gzip_sse_stream_reads_the_same_however_it_is_cut() -> None:
+    import gzip
+
+    from otel_analytics.asgi.inspect import inspector_for
+
+    stream = _sse_stream()
+    packed = gzip.compress(stream)
+
+    def read(chunks: list[bytes]) -> Usage | None:
+        inspector = inspector_for(b"text/event-stream; charset=utf-8", b"gzip")
+        assert inspector is not None
+        for chunk in chunks:
+            inspector.feed(chunk)
+        return inspector.result()[0]
+
+    whole = _read([stream])
+    assert read([packed]) == whole
+    for cut in range(1, len(packed)):
+        assert read([packed[:cut], packed[cut:]]) == whole, cut
