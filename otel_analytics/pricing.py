@@ -127,15 +127,12 @@ def cost_of(usage: Usage, price: Price) -> Cost | None:
     cache_write = usage.cache_write_tokens or 0
     output = usage.output_tokens or 0
     fresh_input = max((usage.input_tokens or 0) - cache_read - cache_write, 0)
-    # micro_cents() per token kind, inline (this runs for every priced interaction); a kind with
-    # no tokens adds round(0) = 0.
-    mc = round(fresh_input * price.input * 0.1) if fresh_input else 0
-    if output:
-        mc += round(output * price.output * 0.1)
-    if cache_read:
-        mc += round(cache_read * (price.input if price.cache_read is None else price.cache_read) * 0.1)
-    if cache_write:
-        mc += round(cache_write * (price.input if price.cache_write is None else price.cache_write) * 0.1)
+    mc = (
+        micro_cents(fresh_input, price.input)
+        + micro_cents(cache_read, price.input if price.cache_read is None else price.cache_read)
+        + micro_cents(cache_write, price.input if price.cache_write is None else price.cache_write)
+        + micro_cents(output, price.output)
+    )
     return Cost(usd=mc / 100000, micro_cents=mc, version=price.version)
 
 

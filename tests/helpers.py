@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Callable
 
 
 def clean_environ(**extra: str) -> dict[str, str]:
@@ -22,3 +24,12 @@ def run_python(script: str, timeout: float = 60, **env: str) -> subprocess.Compl
         env=clean_environ(**env),
         timeout=timeout,
     )
+
+
+def in_threads(work: Callable[[], None], count: int) -> None:
+    """Run ``work`` in ``count`` threads at once and wait for all of them."""
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

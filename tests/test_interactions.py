@@ -11,6 +11,7 @@ from opentelemetry import trace
 
 import otel_analytics as oa
 from otel_analytics.testing import CaptureAnalytics
+from tests.helpers import in_threads
 
 OPENAI_REPLY = {
     "id": "chatcmpl-1",
@@ -438,10 +439,6 @@ def test_one_interaction_object_shared_by_threads(capture_analytics: CaptureAnal
         except BaseException as exc:  # pragma: no cover - what the test looks for
             errors.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(work, 8)
     assert errors == []
     assert len(capture_analytics.spans(type="db")) == 400

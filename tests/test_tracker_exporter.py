@@ -16,6 +16,7 @@ from otel_analytics.errors import ConfigurationError
 from otel_analytics.exporters.tracker import TrackerSpanExporter
 from otel_analytics.testing import CaptureAnalytics
 from tests.fake_tracker import FakeTracker, Fault
+from tests.helpers import in_threads
 
 
 @pytest.fixture
@@ -345,7 +346,6 @@ def test_send_costs_sends_our_estimate(spans: CaptureAnalytics) -> None:
 
 
 def test_contract_timestamps_under_concurrency() -> None:
-    import threading
     from datetime import UTC, datetime
 
     from otel_analytics.contract import iso
@@ -361,11 +361,7 @@ def test_contract_timestamps_under_concurrency() -> None:
                 if not got.startswith(expected):
                     wrong.append(got)
 
-    threads = [threading.Thread(target=check) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(check, 4)
     assert wrong == []
     assert iso(1764410000_123_456_789) == "2025-11-29T09:53:20.123Z"
 
