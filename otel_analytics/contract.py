@@ -88,13 +88,14 @@ def iso(ns: int) -> str:
 def record_from_readable(span: Any) -> SpanRecord:
     """A ``SpanRecord`` from an SDK ``ReadableSpan``."""
     context = span.get_span_context()
+    start = span.start_time or 0
     return SpanRecord(
-        trace_id=context.trace_id,
-        span_id=context.span_id,
-        start_ns=span.start_time or 0,
-        end_ns=span.end_time or span.start_time or 0,
-        attributes=_plain_attributes(span),
-        error=span.status.status_code is StatusCode.ERROR,
+        context.trace_id,
+        context.span_id,
+        start,
+        span.end_time or start,
+        _plain_attributes(span),
+        span.status.status_code is StatusCode.ERROR,
     )
 
 
@@ -185,6 +186,7 @@ _TOKEN_FIELDS = (
     ("cache_write_tokens", attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, False),
 )
 _COST_ATTRIBUTES = tuple((part, attrs.COST_PART_PREFIX + part) for part in attrs.COST_PARTS)
+_COST_NAMES = frozenset(name for _, name in _COST_ATTRIBUTES)
 
 
 def interaction_body(
@@ -227,11 +229,12 @@ def interaction_body(
         calls = _count(a.get(attrs.API_CALL_COUNT))
         body["api_call_count"] = calls if calls else 1
     costs = None
-    for part, name in _COST_ATTRIBUTES:  # explicit cost parts are rare: one pass to find any
-        value = a.get(name)
-        if type(value) is int and value >= 0:
-            costs = costs or dict.fromkeys(attrs.COST_PARTS, 0)
-            costs[part] = value
+    if not a.keys().isdisjoint(_COST_NAMES):  # explicit cost parts are rare: one test in C
+        for part, name in _COST_ATTRIBUTES:
+            value = a.get(name)
+            if type(value) is int and value >= 0:
+                costs = costs or dict.fromkeys(attrs.COST_PARTS, 0)
+                costs[part] = value
     if costs is not None:
         body["costs"] = costs
     elif send_costs and _count(a.get(attrs.COST_MICRO_CENTS)) is not None:
