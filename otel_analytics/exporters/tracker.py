@@ -82,8 +82,8 @@ class _Final(Exception):
 class EncodedCall(NamedTuple):
     """One tracker call, its body already JSON: what the tracker processor queues.
 
-    Bytes and strings only (about 0.6 KB for an interaction, a third of a queued ``ReadableSpan``,
-    and nothing for the garbage collector to walk), so a queue of them stays small.
+    Bytes and strings only (about 0.6 KB for an interaction, half a queued ``ReadableSpan``, and
+    nothing for the garbage collector to walk), so a long queue of them stays small.
     """
 
     route: str
@@ -108,9 +108,9 @@ class TrackerStats:
     failed: int = 0
     """Refused by the tracker (4xx other than 429) or not sendable: never retried."""
     ended: int = 0
-    """Spans handed to this exporter's batch processor (counted when the package built it)."""
+    """Calls queued by the tracker processor (counted when ``configure()`` built it)."""
     received: int = 0
-    """Spans the batch processor passed on to this exporter."""
+    """Calls (or spans) the processor passed on to this exporter."""
 
     def as_dict(self) -> dict[str, int]:
         counts = {"sent": self.sent, "retried": self.retried, "dropped": self.dropped, "failed": self.failed}
