@@ -124,3 +124,29 @@ def test_without_the_sdk_batching_core_spans_are_queued_and_mapped_at_export(
         processor.shutdown()
     assert len(fake_tracker.interactions) == 5
     assert exporter.stats.as_dict()["queued_or_lost"] == 0
+
+
+def test_a_failing_queue_is_reported_never_raised_into_the_app(
+    fake_tracker: FakeTracker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The processor feeds a private core of the SDK's: if its shape changes, the app never sees it."""
+    from otel_analytics import _guard
+
+    monkeypatch.setattr(_guard, "RAISE_UNDER_PYTEST", False)
+    exporter = TrackerSpanExporter(url=fake_tracker.url)
+    processor = TrackerBatchProcessor(exporter, max_queue_size=100, max_export_batch_size=10, schedule_delay_millis=10)
+
+    def changed(item: object, extra: object) -> None:
+        raise AssertionError("unreachable")
+
+    processor._emit = changed  # type: ignore[assignment]
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    handle = oa.configure(tracer_provider=provider, exporters="none")
+    try:
+        _record(1)  # does not raise
+    finally:
+        handle.shutdown(timeout=1)
+        processor.shutdown()
+    assert "internal error in tracker processor" in caplog.text
+    assert exporter.stats.as_dict()["queued_or_lost"] == 1

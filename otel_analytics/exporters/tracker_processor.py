@@ -21,6 +21,7 @@ from __future__ import annotations
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from .._guard import report_internal_error
 from .tracker import TrackerSpanExporter
 
 
@@ -62,4 +63,7 @@ class TrackerBatchProcessor(BatchSpanProcessor):
             return
         if call is not None:
             self._stats.ended += 1  # an int add under the GIL: exact enough for a counter
-            emit(call)
+            try:
+                emit(call)
+            except Exception as error:  # an SDK whose private core changed shape: never the app's problem
+                report_internal_error("tracker processor", error)
