@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import time
 import tracemalloc
+from collections.abc import Callable
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -28,9 +29,9 @@ def _record(n: int) -> None:
     )
 
 
-def _wait_for(condition: object, seconds: float) -> None:
+def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)
 
 

@@ -1,7 +1,7 @@
 """The tracker's batch processor: spans are encoded when they end, and the queue holds bytes.
 
-The SDK's ``BatchSpanProcessor`` queues ``ReadableSpan`` objects (about 2 KB each, with dicts the
-garbage collector walks again and again while they wait) and leaves all the mapping to its
+The SDK's ``BatchSpanProcessor`` queues ``ReadableSpan`` objects (about 1.1 KB each for an
+interaction, with dicts the garbage collector walks again and again while they wait) and leaves all the mapping to its
 worker thread, which competes with the app for the interpreter lock exactly when the app is
 busiest. This one is that processor (same worker, queue, flush, shutdown, fork handling and
 ``OTEL_BSP_*`` settings), except that ``on_end`` maps the span onto its tracker call and queues
