@@ -123,10 +123,11 @@ class AnalyticsMiddleware:
         self._inspect_bytes = inspect_bytes
         self._with_server_span: tuple[object, ASGIApp] | None = None
         self._metadata: dict[tuple[str, str], str] = {}
-        self._matches: dict[tuple[str, str], tuple[RouteRule, dict[str, str]] | None] = {}
+        # Matches are shared by every request of a route: their params are read-only (Mapping).
+        self._matches: dict[tuple[str, str], tuple[RouteRule, Mapping[str, str]] | None] = {}
         self._matched_rules: tuple[RouteRule, ...] = ()
 
-    def match(self, rules: tuple[RouteRule, ...], method: str, path: str) -> tuple[RouteRule, dict[str, str]] | None:
+    def match(self, rules: tuple[RouteRule, ...], method: str, path: str) -> tuple[RouteRule, Mapping[str, str]] | None:
         """The rule a request falls under, remembered per route (bounded: paths can carry ids)."""
         if rules is not self._matched_rules:  # new settings: forget what the old rules said
             self._matches, self._matched_rules = {}, rules
@@ -253,7 +254,12 @@ class _Exchange:
     _header_session: str | None = None
 
     def __init__(
-        self, middleware: AnalyticsMiddleware, runtime: Runtime, scope: Scope, rule: RouteRule, params: dict[str, str]
+        self,
+        middleware: AnalyticsMiddleware,
+        runtime: Runtime,
+        scope: Scope,
+        rule: RouteRule,
+        params: Mapping[str, str],
     ) -> None:
         self._middleware = middleware
         self._runtime = runtime

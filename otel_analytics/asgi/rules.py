@@ -13,6 +13,7 @@ Rules come from code (``AnalyticsMiddleware(app, rules=[...])``) or from ``ANALY
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..attributes import INTERACTION_TYPES
@@ -63,7 +64,7 @@ class RouteRule:
         return params
 
     @staticmethod
-    def session_from(params: dict[str, str]) -> str | None:
+    def session_from(params: Mapping[str, str]) -> str | None:
         for name in _SESSION_PARAMS:
             if params.get(name):
                 return params[name]
