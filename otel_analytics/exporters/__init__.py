@@ -64,10 +64,10 @@ FACTORIES: dict[str, Callable[[Settings], SpanExporter]] = {
 # The tracker's processor, unless OTEL_BSP_* say otherwise: batches of 2,000 (twenty batch
 # requests sent concurrently; an export waits one tracker round trip, so the batch caps the rate:
 # with a tracker answering in 50 ms, 40k spans/s at most, 20k with batches of 1,000), and a queue
-# of 32,768 spans (~1.1 KB each: ~40 MB when full, during an outage), which holds the backlog of
-# a burst of 15k interactions/s for 10 s on a 2-core machine (8,192 dropped 14-22 % of it).
-# Mapping stays on the processor's thread, in batches: mapping each span as it ended (tried)
-# queued half the bytes but cost the app's thread ~35 µs per interaction, not ~15.
+# of 32,768 spans (~1 KB each: +27 MB of RSS when full, during an outage), which holds the
+# backlog of a burst of 15k interactions/s for 10 s on a 2-core machine (8,192 dropped 14-22 %
+# of it). Mapping stays on the processor's thread, in batches: mapping each span as it ended
+# (tried) queued half the bytes but cost the app's thread ~35 µs more per interaction.
 TRACKER_QUEUE_SIZE = 32_768
 TRACKER_BATCH_SIZE = 2000
 TRACKER_SCHEDULE_DELAY_MS = 500
