@@ -1,4 +1,4 @@
-"""The tracker's batch processor: its queue holds a burst (and an outage) in bounded memory."""
+"""The tracker's processor: what waits for the tracker (a burst, an outage) is small and bounded."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanContext, TraceFlags
 
 import otel_analytics as oa
+from otel_analytics.exporters import build_processor
 from otel_analytics.exporters.tracker import TrackerSpanExporter
+from otel_analytics.exporters.tracker_processor import ENCODE_BATCH
 from tests.fake_tracker import FakeTracker
 
 
@@ -25,6 +27,12 @@ def _record(n: int) -> None:
         completion_tokens=300,
         compute_duration_ms=900,
     )
+
+
+def _exporter(handle: oa.AnalyticsHandle) -> TrackerSpanExporter:
+    exporter = handle._exporters["tracker"]
+    assert isinstance(exporter, TrackerSpanExporter)
+    return exporter
 
 
 def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
@@ -55,34 +63,75 @@ def test_a_burst_of_20_000_interactions_is_held_through_an_outage(
     assert stats["dropped"] == 0 and stats["failed"] == 0 and stats.get("queued_or_lost", 0) == 0
 
 
-def test_a_queued_interaction_holds_about_a_kilobyte(clean_env: pytest.MonkeyPatch, fake_tracker: FakeTracker) -> None:
-    """A full queue (32,768) stays near 40 MB: each queued interaction is one span, ~1.1 KB."""
+def test_a_waiting_interaction_holds_well_under_a_kilobyte(
+    clean_env: pytest.MonkeyPatch, fake_tracker: FakeTracker
+) -> None:
+    """What waits for the tracker is the encoded call (~0.6 KB), not the span (~1 KB of objects)."""
     fake_tracker.fail_until = time.monotonic() + 600
-    clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")  # nothing leaves the queue while measured
+    clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")  # nothing is sent while measured
     handle = oa.configure(
         tracer_provider=TracerProvider(), exporters="tracker", tracker_url=fake_tracker.url, retry_budget_s=1
     )
+
     try:
-        for n in range(200):  # sessions, prices, caches: warm
+        for n in range(ENCODE_BATCH):  # sessions, prices, caches: warm; one batch mapped
             _record(n)
+        _wait_for(lambda: _exporter(handle).stats.received == ENCODE_BATCH, 10)
         gc.collect()
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
-            count = 1500  # under one batch: the worker is not woken
+            count = 2 * ENCODE_BATCH  # with the warm-up, under one send batch (2,000): all of it waits
             for n in range(count):
                 _record(n)
+            _wait_for(lambda: _exporter(handle).stats.received == 3 * ENCODE_BATCH, 10)
             gc.collect()
             per_interaction = (tracemalloc.get_traced_memory()[0] - before) / count
         finally:
             tracemalloc.stop()
+        assert _exporter(handle).stats.backlog == 3 * ENCODE_BATCH  # all of them waiting, encoded
     finally:
         handle.shutdown(timeout=1)
-    assert 500 < per_interaction < 1600  # held (not dropped), and small
+    assert 200 < per_interaction < 900
+
+
+def test_forked_worker_sends_its_own_interactions(clean_env: pytest.MonkeyPatch, fake_tracker: FakeTracker) -> None:
+    """A worker forked after ``configure()`` (gunicorn's pre-fork model) sends from its own threads
+    (the parent's do not exist in the child, and a lock they held would be held forever)."""
+    import os
+    import signal
+
+    handle = oa.configure(tracer_provider=TracerProvider(), exporters="tracker", tracker_url=fake_tracker.url)
+    for n in range(3):  # the parent's sending threads exist (and wait for work) when it forks
+        oa.track_interaction(session_id=f"conv-parent-{n}", user_id="u", model_name="gpt-4o-mini")
+    assert handle.force_flush(timeout=10)
+    pid = os.fork()
+    if pid == 0:  # the child: three sessions (their starts go out concurrently), flush, out
+        code = 1
+        try:
+            for n in range(3):
+                oa.track_interaction(session_id=f"conv-forked-{n}", user_id="u", model_name="gpt-4o-mini")
+            code = 0 if handle.force_flush(timeout=10) else 2
+        finally:
+            os._exit(code)
+    try:
+        deadline = time.monotonic() + 30
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked worker hung")
+    finally:
+        handle.shutdown(timeout=2)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    forked = sorted(item["session_id"] for item in fake_tracker.interactions if "forked" in item["session_id"])
+    assert forked == ["conv-forked-0", "conv-forked-1", "conv-forked-2"]
 
 
 def test_a_span_that_cannot_be_mapped_is_counted_never_raised(fake_tracker: FakeTracker) -> None:
     exporter = TrackerSpanExporter(url=fake_tracker.url)
+    processor = build_processor("tracker", exporter)
     context = SpanContext(trace_id=1, span_id=1, is_remote=False, trace_flags=TraceFlags(1))
     span = ReadableSpan(
         name="chat",
@@ -93,7 +142,8 @@ def test_a_span_that_cannot_be_mapped_is_counted_never_raised(fake_tracker: Fake
         status=None,  # type: ignore[arg-type]  # malformed: a status is required
     )
     try:
-        exporter.export([span])
+        processor.on_end(span)
+        assert processor.force_flush(5_000)
     finally:
-        exporter.shutdown()
+        processor.shutdown()
     assert exporter.stats.failed == 1 and exporter.stats.sent == 0

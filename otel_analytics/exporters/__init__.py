@@ -11,9 +11,8 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from ..config import Settings
@@ -61,14 +60,14 @@ FACTORIES: dict[str, Callable[[Settings], SpanExporter]] = {
 }
 
 
-# The tracker's processor, unless OTEL_BSP_* say otherwise: batches of 2,000 (twenty batch
-# requests sent concurrently; an export waits one tracker round trip, so the batch caps the rate:
-# with a tracker answering in 50 ms, 40k spans/s at most, 20k with batches of 1,000), and a queue
-# of 32,768 spans (~1 KB each: +27 MB of RSS when full, during an outage), which holds the
-# backlog of a burst of 15k interactions/s for 10 s on a 2-core machine (8,192 dropped 14-22 %
-# of it). Mapping stays on the processor's thread, in batches: mapping each span as it ended
-# (tried) queued half the bytes but cost the app's thread ~35 µs more per interaction.
+# The tracker's processor, unless OTEL_BSP_* say otherwise: up to 32,768 interactions wait as
+# encoded calls (~0.6 KB each: ~20 MB when full, during an outage), mapped 512 at a time from a
+# span queue of at most 8,192, and are sent in batches of 2,000 (twenty batch requests at once;
+# a send waits one tracker round trip, so the batch caps the rate: 40k/s with a tracker
+# answering in 50 ms). That holds the burst of 15k interactions/s for 10 s on a 2-core machine,
+# where the exporter falls behind while the app uses the CPU (8,192 spans dropped 14-22 % of it).
 TRACKER_QUEUE_SIZE = 32_768
+TRACKER_SPAN_QUEUE_SIZE = 8192
 TRACKER_BATCH_SIZE = 2000
 TRACKER_SCHEDULE_DELAY_MS = 500
 
@@ -82,18 +81,24 @@ def build_processor(name: str, exporter: SpanExporter) -> SpanProcessor:
     """The batch processor for one exporter (each exporter has its own)."""
     if name != "tracker":
         return BatchSpanProcessor(exporter)
+    from .tracker import TrackerSpanExporter
+    from .tracker_processor import TrackerBatchProcessor
+
     queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", TRACKER_QUEUE_SIZE)
-    processor = BatchSpanProcessor(
-        exporter,
-        max_queue_size=queue,
-        max_export_batch_size=min(_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", TRACKER_BATCH_SIZE), queue),
-        schedule_delay_millis=_env_int("OTEL_BSP_SCHEDULE_DELAY", TRACKER_SCHEDULE_DELAY_MS),
-    )
+    batch = min(_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", TRACKER_BATCH_SIZE), queue)
+    delay = _env_int("OTEL_BSP_SCHEDULE_DELAY", TRACKER_SCHEDULE_DELAY_MS)
     sdk_logger = logging.getLogger("opentelemetry.sdk._shared_internal")
     if _QUEUE_FULL_FILTER not in sdk_logger.filters:
         sdk_logger.addFilter(_QUEUE_FULL_FILTER)
-    stats = getattr(exporter, "stats", None)
-    return QueueAccounting(processor, stats) if stats is not None else processor
+    if isinstance(exporter, TrackerSpanExporter):
+        return TrackerBatchProcessor(
+            exporter,
+            max_queue_size=queue,
+            max_export_batch_size=batch,
+            schedule_delay_millis=delay,
+            span_queue_size=min(queue, TRACKER_SPAN_QUEUE_SIZE),
+        )
+    return BatchSpanProcessor(exporter, max_queue_size=queue, max_export_batch_size=batch, schedule_delay_millis=delay)
 
 
 class _OncePerMinute(logging.Filter):
@@ -116,27 +121,6 @@ class _OncePerMinute(logging.Filter):
 
 
 _QUEUE_FULL_FILTER = _OncePerMinute()
-
-
-class QueueAccounting(SpanProcessor):
-    """Counts the spans handed to a batch processor, so its silent queue drops can be counted."""
-
-    def __init__(self, inner: SpanProcessor, stats: Any) -> None:
-        self._inner = inner
-        self._stats = stats
-
-    # No on_start: the batch processor inside acts only on end, and a wrapper that forwarded
-    # on_start would keep spans that are over already from skipping the live span.
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self._stats.ended += 1  # an int add under the GIL: exact enough for a counter
-        self._inner.on_end(span)
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
 
 
 def build_exporter(name: str, settings: Settings) -> SpanExporter:

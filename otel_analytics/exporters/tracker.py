@@ -1,6 +1,10 @@
 """The tracker exporter: analytics spans onto the tracker's HTTP API (``shared/tracker-api.md``).
 
-- One pooled ``httpx.Client`` (keep-alive; connect and read timeouts from ``ANALYTICS_TIMEOUT_S``).
+- One pooled ``httpx`` transport (keep-alive; connect and read timeouts from ``ANALYTICS_TIMEOUT_S``).
+- Each span is mapped and JSON-encoded once, into an :class:`EncodedCall`: by the tracker's
+  processor, in batches on its own thread, before the calls wait to be sent
+  (``tracker_processor``); or here, when the spans come from any other processor (the SDK's
+  own, under ``OTEL_TRACES_EXPORTER=analytics_tracker``).
 - Session start/end spans go to the session routes; interaction spans to the batch route, or one
   by one when the tracker answers the batch route with 404/405 (remembered for the process).
 - Before the first interaction of a session it has not started, it sends the (idempotent)
@@ -23,15 +27,17 @@ from __future__ import annotations
 import email.utils
 import functools
 import logging
+import os
 import random
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import ip_address
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -48,7 +54,6 @@ from ..contract import (
     MAX_BATCH,
     SESSION_END,
     SESSION_START,
-    Call,
     record_from_readable,
     start_call,
     to_call,
@@ -77,6 +82,23 @@ class _Final(Exception):
         self.status = status
 
 
+class EncodedCall(NamedTuple):
+    """One tracker call, its body already JSON: what waits in the tracker processor's backlog.
+
+    Bytes and strings only (about 0.6 KB for an interaction, half a queued ``ReadableSpan``, and
+    nothing for the garbage collector to walk), so a long queue of them stays small.
+    """
+
+    route: str
+    payload: bytes
+    session_id: str
+    user_id: str
+    start_time: str
+    """An interaction's timestamp, a session's start: what an implicit session start needs."""
+    key: str | None = None
+    """The interaction's ``Idempotency-Key``."""
+
+
 @dataclass
 class TrackerStats:
     """Items (sessions starts/ends and interactions) by what happened to them."""
@@ -89,15 +111,19 @@ class TrackerStats:
     failed: int = 0
     """Refused by the tracker (4xx other than 429) or not sendable: never retried."""
     ended: int = 0
-    """Spans handed to this exporter's batch processor (counted when the package built it)."""
+    """Spans handed to the tracker processor (counted when ``configure()`` built it)."""
     received: int = 0
-    """Spans the batch processor passed on to this exporter."""
+    """Spans taken from the processor's queue (mapped, or sent)."""
+    backlog: int = 0
+    """Encoded calls waiting to be sent (the tracker processor's second queue)."""
+    overflowed: int = 0
+    """Encoded calls pushed out of that full backlog, oldest first."""
 
     def as_dict(self) -> dict[str, int]:
         counts = {"sent": self.sent, "retried": self.retried, "dropped": self.dropped, "failed": self.failed}
         if self.ended:
-            # Still queued, or dropped by the full queue (after a flush: dropped).
-            counts["queued_or_lost"] = max(self.ended - self.received, 0)
+            # Still queued, or dropped by a full queue (after a flush: dropped).
+            counts["queued_or_lost"] = max(self.ended - self.received, 0) + self.backlog + self.overflowed
         return counts
 
 
@@ -131,6 +157,17 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def _compact(payload: bytes) -> bytes:
+    """A right-sized copy: orjson's bytes keep their whole output buffer (4 KB for a 0.3 KB
+    body since orjson 3.12), which a queue of them would hold on to; the copy costs ~0.2 µs."""
+    return bytes(memoryview(payload))
+
+
+def _implicit_start(session_id: str, user_id: str, start_time: str) -> EncodedCall:
+    call = start_call(session_id, user_id, start_time)
+    return EncodedCall(SESSION_START, dumps(call.body), session_id, user_id, start_time)
 
 
 class TrackerSpanExporter(SpanExporter):
@@ -173,9 +210,8 @@ class TrackerSpanExporter(SpanExporter):
         headers = {"Content-Type": "application/json", "User-Agent": "otel-analytics"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._transport = transport or httpx.HTTPTransport(
-            limits=httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
-        )
+        self._own_transport = transport is None
+        self._transport = transport or self._new_transport(concurrency)
         # Requests are built from parts made once (URL per route, headers, timeouts) and go
         # straight to the transport: the tracker needs no redirects, cookies, auth flows or hooks.
         # Skipping httpx.Client's send saved a third of httpx's per-request CPU, and skipping its
@@ -184,6 +220,15 @@ class TrackerSpanExporter(SpanExporter):
         self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
         self._urls = {route: httpx.URL(self.url + route) for route in _ROUTES}
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="otel-analytics-tracker")
+        if hasattr(os, "register_at_fork"):
+            after_fork = weakref.WeakMethod(self._after_fork_in_child)
+
+            def after_in_child() -> None:
+                method = after_fork()
+                if method is not None:
+                    method()
+
+            os.register_at_fork(after_in_child=after_in_child)
         self._concurrency = concurrency
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -191,15 +236,32 @@ class TrackerSpanExporter(SpanExporter):
         self._batch_supported = True
         self.stats = TrackerStats()
 
+    @staticmethod
+    def _new_transport(concurrency: int) -> httpx.HTTPTransport:
+        limits = httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)
+        return httpx.HTTPTransport(limits=limits)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked worker gets its own threads, lock and connections: the parent's threads do not
+        exist in the child, and its pooled sockets are the parent's."""
+        self._pool = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="otel-analytics-tracker")
+        self._lock = threading.Lock()
+        if self._own_transport:
+            self._transport = self._new_transport(self._concurrency)
+
     # --- SpanExporter ---------------------------------------------------------------------------
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.stats.received += len(spans)
+        return self.send(spans)
+
+    def send(self, calls: Sequence[ReadableSpan | EncodedCall]) -> SpanExportResult:
+        """Send calls encoded by :meth:`encode` (the tracker processor's), or spans, now."""
         if self._stopping.is_set():
             return SpanExportResult.FAILURE
         deadline = time.monotonic() + self._retry_budget_s
-        self.stats.received += len(spans)
         token = otel_context.attach(otel_context.set_value(_SUPPRESS, True))
         try:
-            return self._export(spans, deadline)
+            return self._export(calls, deadline)
         except Exception:  # never into the SDK's worker: count and log once
             _logger.exception("otel-analytics: the tracker exporter failed unexpectedly")
             return SpanExportResult.FAILURE
@@ -214,17 +276,40 @@ class TrackerSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True  # nothing is held here between exports
 
+    def encode(self, span: ReadableSpan) -> EncodedCall | None:
+        """The call ``span`` maps to, encoded; ``None`` for a span the tracker has no route for.
+
+        Raises what a malformed span raises: callers count it (:meth:`count_unmappable`).
+        """
+        call = to_call(record_from_readable(span), send_costs=self._send_costs)
+        if call is None:
+            return None
+        body = call.body
+        if call.route == SESSION_END:
+            start_time = call.extra["start_time"]
+        else:
+            start_time = body["timestamp"] if call.route == INTERACTION else body["start_time"]
+        return EncodedCall(
+            call.route, _compact(dumps(body)), call.session_id, call.user_id, start_time, call.idempotency_key
+        )
+
+    def count_unmappable(self) -> None:
+        self._count_failed(1, "unmappable", "a span could not be mapped to a tracker call")
+
     # --- mapping and ordering -------------------------------------------------------------------
-    def _export(self, spans: Sequence[ReadableSpan], deadline: float) -> SpanExportResult:
-        starts: list[Call] = []
-        interactions: list[Call] = []
-        ends: list[Call] = []
+    def _export(self, spans: Sequence[ReadableSpan | EncodedCall], deadline: float) -> SpanExportResult:
+        starts: list[EncodedCall] = []
+        interactions: list[EncodedCall] = []
+        ends: list[EncodedCall] = []
         for span in spans:
-            try:
-                call = to_call(record_from_readable(span), send_costs=self._send_costs)
-            except Exception:
-                self._count_failed(1, "unmappable", "a span could not be mapped to a tracker call")
-                continue
+            if type(span) is EncodedCall:
+                call: EncodedCall | None = span
+            else:
+                try:
+                    call = self.encode(span)  # type: ignore[arg-type]
+                except Exception:
+                    self.count_unmappable()
+                    continue
             if call is None:
                 continue
             (starts if call.route == SESSION_START else ends if call.route == SESSION_END else interactions).append(
@@ -236,7 +321,7 @@ class TrackerSpanExporter(SpanExporter):
         pending = {call.session_id: call for call in starts}
         for call in interactions:
             if call.session_id not in self._started and call.session_id not in pending:
-                pending[call.session_id] = start_call(call.session_id, call.user_id, call.body["timestamp"])
+                pending[call.session_id] = _implicit_start(call.session_id, call.user_id, call.start_time)
         ok = all(self._in_parallel([functools.partial(self._start_session, c, deadline) for c in pending.values()]))
         ok = self._send_interactions(interactions, deadline) and ok
         for call in ends:
@@ -250,29 +335,29 @@ class TrackerSpanExporter(SpanExporter):
             if len(self._started) > _MAX_STARTED:
                 self._started.popitem(last=False)
 
-    def _start_session(self, call: Call, deadline: float) -> bool:
-        if self._deliver(SESSION_START, call.body, None, 1, deadline):
+    def _start_session(self, call: EncodedCall, deadline: float) -> bool:
+        if self._deliver(SESSION_START, call.payload, None, 1, deadline):
             self._remember_started(call.session_id)
             return True
         return False
 
-    def _end_session(self, call: Call, deadline: float) -> bool:
+    def _end_session(self, call: EncodedCall, deadline: float) -> bool:
         try:
-            self._post(SESSION_END, call.body, None, deadline)
+            self._post(SESSION_END, call.payload, None, deadline)
         except _Final as exc:
             if exc.status != 404:
                 self._count_failed(1, f"end:{exc.status}", "the tracker refused a session end: %s", exc.reason)
                 return False
             # Started elsewhere (or its start was lost): start it, then end it again.
-            start = start_call(call.session_id, call.user_id, call.extra["start_time"])
-            return self._start_session(start, deadline) and (self._deliver(SESSION_END, call.body, None, 1, deadline))
+            start = _implicit_start(call.session_id, call.user_id, call.start_time)
+            return self._start_session(start, deadline) and self._deliver(SESSION_END, call.payload, None, 1, deadline)
         except _Retryable as exc:
             self._count_dropped(1, exc.reason)
             return False
         self._count_sent(1)
         return True
 
-    def _send_interactions(self, calls: list[Call], deadline: float) -> bool:
+    def _send_interactions(self, calls: list[EncodedCall], deadline: float) -> bool:
         if not calls:
             return True
         if self._batch_supported:
@@ -298,8 +383,8 @@ class TrackerSpanExporter(SpanExporter):
             return [False]
         return [future.result() for future in futures]
 
-    def _send_batch(self, calls: list[Call], deadline: float) -> bool:
-        body = {"interactions": [call.body for call in calls]}
+    def _send_batch(self, calls: list[EncodedCall], deadline: float) -> bool:
+        body = b'{"interactions":[' + b",".join([call.payload for call in calls]) + b"]}"
         try:
             self._post(INTERACTION_BATCH, body, None, deadline)
         except _Final as exc:
@@ -322,10 +407,10 @@ class TrackerSpanExporter(SpanExporter):
         self._count_sent(len(calls))
         return True
 
-    def _send_one(self, call: Call, deadline: float) -> bool:
-        return self._deliver(INTERACTION, call.body, call.idempotency_key, 1, deadline)
+    def _send_one(self, call: EncodedCall, deadline: float) -> bool:
+        return self._deliver(INTERACTION, call.payload, call.key, 1, deadline)
 
-    def _deliver(self, route: str, body: dict[str, Any], key: str | None, items: int, deadline: float) -> bool:
+    def _deliver(self, route: str, body: bytes, key: str | None, items: int, deadline: float) -> bool:
         try:
             self._post(route, body, key, deadline)
         except _Final as exc:
@@ -338,7 +423,7 @@ class TrackerSpanExporter(SpanExporter):
         return True
 
     # --- one request, with retries --------------------------------------------------------------
-    def _post(self, route: str, body: dict[str, Any], key: str | None, deadline: float) -> None:
+    def _post(self, route: str, body: bytes, key: str | None, deadline: float) -> None:
         headers = self._headers
         if key:
             headers = headers.copy()
@@ -360,12 +445,10 @@ class TrackerSpanExporter(SpanExporter):
                 if self._stopping.wait(delay):
                     raise
 
-    def _attempt(self, route: str, body: dict[str, Any], headers: httpx.Headers) -> None:
+    def _attempt(self, route: str, body: bytes, headers: httpx.Headers) -> None:
         if self._stopping.is_set():  # the transport is closed, or about to be: send nothing new
             raise _Retryable("the exporter is shut down")
-        request = httpx.Request(
-            "POST", self._urls[route], headers=headers, content=dumps(body), extensions=self._extensions
-        )
+        request = httpx.Request("POST", self._urls[route], headers=headers, content=body, extensions=self._extensions)
         try:
             response = self._transport.handle_request(request)
             try:

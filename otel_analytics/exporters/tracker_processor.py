@@ -1,0 +1,202 @@
+"""The tracker's processor: spans are mapped in batches right away, and what waits is bytes.
+
+The SDK's ``BatchSpanProcessor`` holds spans until they are sent. A span waiting for a slow or
+absent tracker is ~1 KB of objects the garbage collector keeps walking; its tracker call,
+encoded, is ~0.6 KB of bytes it never looks at. So this processor works in two stages:
+
+1. The SDK's own ``BatchSpanProcessor`` (cheap ``on_end``, its worker, queue, fork handling and
+   ``OTEL_BSP_*`` settings) hands small batches of spans to :class:`_Encoder`, which maps and
+   encodes them at once, in a batch (about half the cost of mapping each span as it ends, on the
+   app's thread: that was measured and not kept), and puts the calls in a backlog.
+2. :class:`_Sender`, a thread of its own, sends the backlog in batches through the exporter's
+   usual path (batch route, session starts, retries within the budget), while the first stage
+   keeps the span queue short.
+
+The backlog is bounded (oldest pushed out first, counted); a burst or an outage waits there.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from .tracker import EncodedCall, TrackerSpanExporter
+
+ENCODE_BATCH = 512
+"""Spans mapped per hand-over from the span queue: small, so spans never wait long as objects."""
+
+
+class _Sender:
+    """Sends a bounded backlog of encoded calls in batches, on its own daemon thread."""
+
+    def __init__(self, exporter: TrackerSpanExporter, *, capacity: int, batch: int, delay_s: float) -> None:
+        self._exporter = exporter
+        self._stats = exporter.stats
+        self._capacity = capacity
+        self._batch = batch
+        self._delay_s = delay_s
+        self._start()
+        if hasattr(os, "register_at_fork"):  # a forked child starts with an empty backlog and a live thread
+            reinit = weakref.WeakMethod(self._start)
+
+            def after_in_child() -> None:
+                method = reinit()
+                if method is not None:
+                    method()
+
+            os.register_at_fork(after_in_child=after_in_child)
+
+    def _start(self) -> None:
+        self._backlog: collections.deque[EncodedCall] = collections.deque()
+        self._condition = threading.Condition()
+        self._sending = False
+        self._flushing = 0
+        self._stopping = False
+        self._stats.backlog = 0
+        self._thread = threading.Thread(target=self._run, name="otel-analytics-tracker-sender", daemon=True)
+        self._thread.start()
+
+    def put(self, calls: list[EncodedCall]) -> None:
+        with self._condition:
+            backlog = self._backlog
+            backlog.extend(calls)
+            over = len(backlog) - self._capacity
+            if over > 0:
+                for _ in range(over):
+                    backlog.popleft()
+                self._stats.overflowed += over
+            self._stats.backlog = len(backlog)
+            if len(backlog) >= self._batch:
+                self._condition.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                waited_since = time.monotonic()
+                while len(self._backlog) < self._batch and not self._flushing and not self._stopping:
+                    left = self._delay_s - (time.monotonic() - waited_since) if self._backlog else None
+                    if left is not None and left <= 0:
+                        break  # a partial batch has waited long enough
+                    self._condition.wait(left)
+                if self._stopping and not self._backlog:
+                    return
+                count = min(self._batch, len(self._backlog))
+                calls = [self._backlog.popleft() for _ in range(count)]
+                self._stats.backlog = len(self._backlog)
+                self._sending = bool(calls)
+            try:
+                if calls:
+                    self._exporter.send(calls)
+            finally:
+                with self._condition:
+                    self._sending = False
+                    self._condition.notify_all()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until the backlog is sent (or ``timeout_s`` passes); ``True`` when it was."""
+        deadline = time.monotonic() + timeout_s
+        with self._condition:
+            self._flushing += 1
+            self._condition.notify_all()
+            try:
+                while self._backlog or self._sending:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._thread.is_alive():
+                        return False
+                    self._condition.wait(left)
+                return True
+            finally:
+                self._flushing -= 1
+
+    def shutdown(self, timeout_s: float) -> None:
+        """Send what is waiting (within ``timeout_s``), then stop the exporter; the rest is dropped."""
+        self.flush(timeout_s)
+        with self._condition:
+            self._stopping = True
+            self._stats.dropped += len(self._backlog)  # not sent in time: counted, as the exporter counts
+            self._backlog.clear()
+            self._stats.backlog = 0
+            self._condition.notify_all()
+        self._exporter.shutdown()  # a request still in flight gives up its retries, and is counted
+        self._thread.join(1.0)
+
+
+class _Encoder(SpanExporter):
+    """The first stage's exporter: maps a batch of spans and puts the calls in the backlog."""
+
+    def __init__(self, exporter: TrackerSpanExporter, sender: _Sender, shutdown_timeout_s: float) -> None:
+        self._exporter = exporter
+        self._sender = sender
+        self._shutdown_timeout_s = shutdown_timeout_s
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        exporter = self._exporter
+        exporter.stats.received += len(spans)
+        calls = []
+        for span in spans:
+            try:
+                call = exporter.encode(span)
+            except Exception:  # a malformed span: counted and logged once
+                exporter.count_unmappable()
+                continue
+            if call is not None:
+                calls.append(call)
+        if calls:
+            self._sender.put(calls)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._sender.shutdown(min(timeout_millis / 1000, self._shutdown_timeout_s))
+
+
+class TrackerBatchProcessor(SpanProcessor):
+    """The tracker exporter's processor: a span queue, mapped in batches into a backlog of calls.
+
+    ``max_queue_size`` bounds the backlog (how many interactions may wait to be sent);
+    ``span_queue_size`` the spans waiting to be mapped.
+    """
+
+    def __init__(
+        self,
+        exporter: TrackerSpanExporter,
+        *,
+        max_queue_size: int,
+        max_export_batch_size: int,
+        schedule_delay_millis: float,
+        span_queue_size: int,
+        shutdown_timeout_s: float = 30.0,
+    ) -> None:
+        self._stats = exporter.stats
+        self._sender = _Sender(
+            exporter, capacity=max_queue_size, batch=max_export_batch_size, delay_s=schedule_delay_millis / 1000
+        )
+        self._spans = BatchSpanProcessor(
+            _Encoder(exporter, self._sender, shutdown_timeout_s),
+            max_queue_size=span_queue_size,
+            max_export_batch_size=min(ENCODE_BATCH, span_queue_size),
+            schedule_delay_millis=schedule_delay_millis,
+        )
+        self._on_end = self._spans.on_end
+
+    # No on_start: the batch processor inside acts only on end, and a wrapper that forwarded
+    # on_start would keep spans that are over already from skipping the live span.
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._stats.ended += 1  # an int add under the GIL: exact enough for a counter
+        self._on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        deadline = time.monotonic() + timeout_millis / 1000
+        mapped = self._spans.force_flush(timeout_millis)
+        return self._sender.flush(max(deadline - time.monotonic(), 0.0)) and mapped
+
+    def shutdown(self) -> None:
+        self._spans.shutdown()  # type: ignore[no-untyped-call]  # maps what is queued, then stops the sender
