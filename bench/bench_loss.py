@@ -3,11 +3,11 @@
 A paced loop records interactions (``track_interaction``) at the offered rate for the duration,
 through ``configure()``'s tracker exporter and its batch processor, to a sink that takes 50 ms to
 answer every request. Lost = recorded - received by the sink after a final flush; the exporter's
-own counters say where any loss happened. The tracker processor's queue is bounded (32,768
-spans), so its memory is bounded whatever the load; the peak RSS growth is printed.
-The offered rate is what the loop aims at; on a slow machine the loop itself may not reach it
-(the producer and the exporter share one interpreter), and the achieved rate is printed, with
-the process's CPU per interaction (recording and exporting together).
+own counters say where any loss happened. The tracker processor's queues are bounded (8,192
+spans, then 32,768 encoded calls), so memory is bounded whatever the load; the peak RSS growth
+is printed. The offered rate is what the loop aims at; on a slow machine the loop itself may
+not reach it (the producer and the exporter share one interpreter), and the achieved rate is
+printed, with the process's CPU per interaction (recording and exporting together).
 """
 
 from __future__ import annotations

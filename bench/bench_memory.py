@@ -2,7 +2,7 @@
 
 The process records 1,000,000 interactions through ``configure()``'s tracker exporter while
 nothing listens at the tracker's address (connection refused). The tracker processor's queue is
-bounded (32,768 spans; oldest dropped first, and counted), the exporter retries within
+bounded (8,192 spans, then 32,768 encoded calls; oldest dropped first, and counted), the exporter retries within
 its budget and then counts what it drops, so memory must stay flat. RSS is read from /proc after a warm-up
 and at every 50,000 interactions; the growth is the peak minus the warm RSS.
 """
