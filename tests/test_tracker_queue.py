@@ -63,6 +63,22 @@ def test_a_burst_of_20_000_interactions_is_held_through_an_outage(
     assert stats["dropped"] == 0 and stats["failed"] == 0 and stats.get("queued_or_lost", 0) == 0
 
 
+def test_a_trickle_is_sent_within_the_schedule_delay(clean_env: pytest.MonkeyPatch, fake_tracker: FakeTracker) -> None:
+    """A quiet chat backend (a few interactions, far under a batch) gets them sent without a flush."""
+    clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    handle = oa.configure(tracer_provider=TracerProvider(), exporters="tracker", tracker_url=fake_tracker.url)
+    try:
+        for n in range(3):
+            _record(n)
+        _wait_for(lambda: len(fake_tracker.interactions) == 3, 10)
+        assert len(fake_tracker.interactions) == 3
+        _record(3)  # and again, once the sender has gone back to waiting
+        _wait_for(lambda: len(fake_tracker.interactions) == 4, 10)
+        assert len(fake_tracker.interactions) == 4
+    finally:
+        handle.shutdown(timeout=2)
+
+
 def test_a_waiting_interaction_holds_well_under_a_kilobyte(
     clean_env: pytest.MonkeyPatch, fake_tracker: FakeTracker
 ) -> None:

@@ -67,6 +67,7 @@ class _Sender:
     def put(self, calls: list[EncodedCall]) -> None:
         with self._condition:
             backlog = self._backlog
+            was_empty = not backlog
             backlog.extend(calls)
             over = len(backlog) - self._capacity
             if over > 0:
@@ -74,17 +75,20 @@ class _Sender:
                     backlog.popleft()
                 self._stats.overflowed += over
             self._stats.backlog = len(backlog)
-            if len(backlog) >= self._batch:
+            if was_empty or len(backlog) >= self._batch:  # starts the delay, or sends a full batch
                 self._condition.notify_all()
 
     def _run(self) -> None:
         while True:
             with self._condition:
-                waited_since = time.monotonic()
+                while not self._backlog and not self._stopping:
+                    self._condition.wait()
+                # Something waits: a partial batch gets the schedule delay to fill up.
+                deadline = time.monotonic() + self._delay_s
                 while len(self._backlog) < self._batch and not self._flushing and not self._stopping:
-                    left = self._delay_s - (time.monotonic() - waited_since) if self._backlog else None
-                    if left is not None and left <= 0:
-                        break  # a partial batch has waited long enough
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
                     self._condition.wait(left)
                 if self._stopping and not self._backlog:
                     return
