@@ -28,6 +28,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from .._guard import report_internal_error
 from .tracker import EncodedCall, TrackerSpanExporter
 
 ENCODE_BATCH = 512
@@ -98,7 +99,9 @@ class _Sender:
                 self._sending = bool(calls)
             try:
                 if calls:
-                    self._exporter.send(calls)
+                    self._exporter.send(calls)  # never raises: failures are counted and logged there
+            except Exception as error:  # a bug of ours: logged once, and the thread goes on
+                report_internal_error("tracker sender", error)
             finally:
                 with self._condition:
                     self._sending = False
