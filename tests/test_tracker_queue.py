@@ -163,3 +163,33 @@ def test_a_span_that_cannot_be_mapped_is_counted_never_raised(fake_tracker: Fake
     finally:
         processor.shutdown()
     assert exporter.stats.failed == 1 and exporter.stats.sent == 0
+
+
+def test_the_sender_survives_an_unexpected_error(
+    clean_env: pytest.MonkeyPatch, fake_tracker: FakeTracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    from otel_analytics import _guard
+
+    clean_env.setattr(_guard, "RAISE_UNDER_PYTEST", False)
+    clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    handle = oa.configure(tracer_provider=TracerProvider(), exporters="tracker", tracker_url=fake_tracker.url)
+    exporter = _exporter(handle)
+    real_send = exporter.send
+    failures = []
+
+    def broken_once(calls: object) -> object:
+        if not failures:
+            failures.append(calls)
+            raise RuntimeError("a bug")
+        return real_send(calls)  # type: ignore[arg-type]
+
+    clean_env.setattr(exporter, "send", broken_once)
+    try:
+        _record(1)
+        _wait_for(lambda: bool(failures), 10)
+        _record(2)
+        assert handle.force_flush(timeout=10)
+    finally:
+        handle.shutdown(timeout=2)
+    assert "internal error in tracker sender" in caplog.text
+    assert [item["session_id"] for item in fake_tracker.interactions] == ["conv-2"]
