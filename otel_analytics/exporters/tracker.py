@@ -27,11 +27,9 @@ from __future__ import annotations
 import email.utils
 import functools
 import logging
-import os
 import random
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +43,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from .._fork import rebuild_in_forked_child
 from .._guard import warn_once
 from .._json import dumps, loads
 from ..config import Settings
@@ -220,15 +219,7 @@ class TrackerSpanExporter(SpanExporter):
         self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
         self._urls = {route: httpx.URL(self.url + route) for route in _ROUTES}
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="otel-analytics-tracker")
-        if hasattr(os, "register_at_fork"):
-            after_fork = weakref.WeakMethod(self._after_fork_in_child)
-
-            def after_in_child() -> None:
-                method = after_fork()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        rebuild_in_forked_child(self._after_fork_in_child)
         self._concurrency = concurrency
         self._stopping = threading.Event()
         self._lock = threading.Lock()

@@ -18,16 +18,15 @@ The backlog is bounded (oldest pushed out first, counted); a burst or an outage 
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from .._fork import rebuild_in_forked_child
 from .._guard import report_internal_error
 from .tracker import EncodedCall, TrackerSpanExporter
 
@@ -45,15 +44,7 @@ class _Sender:
         self._batch = batch
         self._delay_s = delay_s
         self._start()
-        if hasattr(os, "register_at_fork"):  # a forked child starts with an empty backlog and a live thread
-            reinit = weakref.WeakMethod(self._start)
-
-            def after_in_child() -> None:
-                method = reinit()
-                if method is not None:
-                    method()
-
-            os.register_at_fork(after_in_child=after_in_child)
+        rebuild_in_forked_child(self._start)  # a forked child: an empty backlog, a live thread
 
     def _start(self) -> None:
         self._backlog: collections.deque[EncodedCall] = collections.deque()
