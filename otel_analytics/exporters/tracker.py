@@ -237,6 +237,9 @@ class TrackerSpanExporter(SpanExporter):
         exist in the child, and its pooled sockets are the parent's."""
         self._pool = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="otel-analytics-tracker")
         self._lock = threading.Lock()
+        stopped, self._stopping = self._stopping.is_set(), threading.Event()
+        if stopped:
+            self._stopping.set()
         if self._own_transport:
             self._transport = self._new_transport(self._concurrency)
 
