@@ -249,7 +249,7 @@ class TrackerSpanExporter(SpanExporter):
         return self.send(spans)
 
     def send(self, calls: Sequence[ReadableSpan | EncodedCall]) -> SpanExportResult:
-        """Send calls encoded by :meth:`encode` (the tracker processor's), or spans, now."""
+        """Send calls encoded by :meth:`encode_all` (the tracker processor's), or spans, now."""
         if self._stopping.is_set():
             return SpanExportResult.FAILURE
         deadline = time.monotonic() + self._retry_budget_s
@@ -270,11 +270,24 @@ class TrackerSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True  # nothing is held here between exports
 
-    def encode(self, span: ReadableSpan) -> EncodedCall | None:
-        """The call ``span`` maps to, encoded; ``None`` for a span the tracker has no route for.
+    def encode_all(self, spans: Sequence[ReadableSpan | EncodedCall]) -> list[EncodedCall]:
+        """The encoded calls of ``spans`` (already encoded ones kept as they are); spans the
+        tracker has no route for are skipped, malformed ones counted as failed and logged once."""
+        calls = []
+        for span in spans:
+            if type(span) is EncodedCall:
+                calls.append(span)
+                continue
+            try:
+                call = self._encode(span)  # type: ignore[arg-type]
+            except Exception:
+                self._count_failed(1, "unmappable", "a span could not be mapped to a tracker call")
+                continue
+            if call is not None:
+                calls.append(call)
+        return calls
 
-        Raises what a malformed span raises: callers count it (:meth:`count_unmappable`).
-        """
+    def _encode(self, span: ReadableSpan) -> EncodedCall | None:
         call = to_call(record_from_readable(span), send_costs=self._send_costs)
         if call is None:
             return None
@@ -287,25 +300,12 @@ class TrackerSpanExporter(SpanExporter):
             call.route, _compact(dumps(body)), call.session_id, call.user_id, start_time, call.idempotency_key
         )
 
-    def count_unmappable(self) -> None:
-        self._count_failed(1, "unmappable", "a span could not be mapped to a tracker call")
-
     # --- mapping and ordering -------------------------------------------------------------------
     def _export(self, spans: Sequence[ReadableSpan | EncodedCall], deadline: float) -> SpanExportResult:
         starts: list[EncodedCall] = []
         interactions: list[EncodedCall] = []
         ends: list[EncodedCall] = []
-        for span in spans:
-            if type(span) is EncodedCall:
-                call: EncodedCall | None = span
-            else:
-                try:
-                    call = self.encode(span)  # type: ignore[arg-type]
-                except Exception:
-                    self.count_unmappable()
-                    continue
-            if call is None:
-                continue
+        for call in self.encode_all(spans):
             (starts if call.route == SESSION_START else ends if call.route == SESSION_END else interactions).append(
                 call
             )

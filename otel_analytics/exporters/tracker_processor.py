@@ -130,29 +130,19 @@ class _Sender:
 class _Encoder(SpanExporter):
     """The first stage's exporter: maps a batch of spans and puts the calls in the backlog."""
 
-    def __init__(self, exporter: TrackerSpanExporter, sender: _Sender, shutdown_timeout_s: float) -> None:
+    def __init__(self, exporter: TrackerSpanExporter, sender: _Sender) -> None:
         self._exporter = exporter
         self._sender = sender
-        self._shutdown_timeout_s = shutdown_timeout_s
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        exporter = self._exporter
-        exporter.stats.received += len(spans)
-        calls = []
-        for span in spans:
-            try:
-                call = exporter.encode(span)
-            except Exception:  # a malformed span: counted and logged once
-                exporter.count_unmappable()
-                continue
-            if call is not None:
-                calls.append(call)
+        self._exporter.stats.received += len(spans)
+        calls = self._exporter.encode_all(spans)
         if calls:
             self._sender.put(calls)
         return SpanExportResult.SUCCESS
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self._sender.shutdown(min(timeout_millis / 1000, self._shutdown_timeout_s))
+        self._sender.shutdown(timeout_millis / 1000)  # what the SDK's shutdown has left of its time
 
 
 class TrackerBatchProcessor(SpanProcessor):
@@ -170,14 +160,13 @@ class TrackerBatchProcessor(SpanProcessor):
         max_export_batch_size: int,
         schedule_delay_millis: float,
         span_queue_size: int,
-        shutdown_timeout_s: float = 30.0,
     ) -> None:
         self._stats = exporter.stats
         self._sender = _Sender(
             exporter, capacity=max_queue_size, batch=max_export_batch_size, delay_s=schedule_delay_millis / 1000
         )
         self._spans = BatchSpanProcessor(
-            _Encoder(exporter, self._sender, shutdown_timeout_s),
+            _Encoder(exporter, self._sender),
             max_queue_size=span_queue_size,
             max_export_batch_size=min(ENCODE_BATCH, span_queue_size),
             schedule_delay_millis=schedule_delay_millis,
