@@ -364,10 +364,56 @@ def test_store_migrations_are_versioned_and_idempotent(tmp_path: Any) -> None:
     import sqlite3
 
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"sessions", "interactions", "pricing"} <= tables
+
+
+def test_a_version_1_database_is_upgraded_with_its_rows_and_rules(tmp_path: Any) -> None:
+    import sqlite3
+    from importlib import resources
+
+    from otel_analytics.tracker import validation
+    from otel_analytics.tracker.store import Store, _statements
+
+    path = str(tmp_path / "v1.db")
+    initial = resources.files("otel_analytics.tracker.migrations").joinpath("0001_initial.sql").read_text()
+    with sqlite3.connect(path) as db:
+        for statement in _statements(initial):
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO sessions (id, user_id, start_time, trace_id) VALUES ('s', 'u', 't', 'x')")
+        db.execute(
+            "INSERT INTO interactions (id, idempotency_key, session_id, user_id, timestamp, type, total_cost_mc) "
+            "VALUES ('int_1', 'k1', 's', 'u', '2026-11-29T10:00:00.000Z', 'chat', 7)"
+        )
+    store = Store(path)
+    try:
+        assert store.add_interactions([(validation.interaction(chat("s", "u")), "k1")]) == ["int_1"]  # key kept
+        (row,) = store.session_interactions("s", None)
+        assert row["id"] == "int_1"
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'interactions'")}
+        assert {"interactions_session_time", "interactions_user_time", "interactions_time"} <= indexes
+        for column, value in (("type", "chatty"), ("status", "done")):
+            with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+                kind, status = (value, "completed") if column == "type" else ("chat", value)
+                db.execute(
+                    "INSERT INTO interactions (id, session_id, user_id, timestamp, type, status) "
+                    "VALUES ('int_2', 's', 'u', 't', ?, ?)",
+                    (kind, status),
+                )
+        # The reason for version 2: an IN list in a CHECK fills a temporary table for every row
+        # inserted (half the ingest rate); the comparisons it was rewritten as need none.
+        program = db.execute(
+            "EXPLAIN INSERT INTO interactions (id, session_id, user_id, timestamp, type, status) "
+            "VALUES ('int_3', 's', 'u', 't', 'chat', 'completed')"
+        ).fetchall()
+        assert "OpenEphemeral" not in {step[1] for step in program}
 
 
 def test_every_interaction_has_its_session(local_tracker: LocalTracker) -> None:

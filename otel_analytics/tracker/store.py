@@ -192,6 +192,8 @@ class Store:
                     existing[row[0]] = row[1]
             rows = []
             totals: dict[str, _Totals] = {}
+            # One clock reading per transaction: the column's strftime() default ran once per row.
+            now = _now()
             for body, key in priced:
                 if key is not None and key in existing:
                     ids.append(existing[key])
@@ -224,6 +226,7 @@ class Store:
                         costs["compute_time_cost_mc"],
                         total,
                         dumps(body["metadata"]).decode(),
+                        now,
                     )
                 )
                 entry = totals.setdefault(body["session_id"], _Totals(body["user_id"], body["timestamp"]))
@@ -242,10 +245,10 @@ class Store:
                 "INSERT INTO interactions (id, idempotency_key, session_id, user_id, timestamp, type, status, "
                 "model_name, prompt_tokens, completion_tokens, db_read_ops, db_write_ops, api_call_count, "
                 "duration_ms, ai_tokens_cost_mc, db_ops_cost_mc, api_calls_cost_mc, compute_time_cost_mc, "
-                "total_cost_mc, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "total_cost_mc, metadata, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            now = _now()
             db.executemany(
                 "UPDATE sessions SET total_interactions = total_interactions + ?, "
                 "total_cost_mc = total_cost_mc + ?, updated_at = ? WHERE id = ?",
