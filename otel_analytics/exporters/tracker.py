@@ -270,16 +270,17 @@ class TrackerSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True  # nothing is held here between exports
 
-    def encode_all(self, spans: Sequence[ReadableSpan | EncodedCall]) -> list[EncodedCall]:
+    def encode_all(self, spans: Sequence[ReadableSpan | EncodedCall], *, queued: bool = False) -> list[EncodedCall]:
         """The encoded calls of ``spans`` (already encoded ones kept as they are); spans the
-        tracker has no route for are skipped, malformed ones counted as failed and logged once."""
+        tracker has no route for are skipped, malformed ones counted as failed and logged once.
+        ``queued``: the calls will wait in a queue, so their payloads are copied right-sized."""
         calls = []
         for span in spans:
             if type(span) is EncodedCall:
                 calls.append(span)
                 continue
             try:
-                call = self._encode(span)  # type: ignore[arg-type]
+                call = self._encode(span, queued)  # type: ignore[arg-type]
             except Exception:
                 self._count_failed(1, "unmappable", "a span could not be mapped to a tracker call")
                 continue
@@ -287,7 +288,7 @@ class TrackerSpanExporter(SpanExporter):
                 calls.append(call)
         return calls
 
-    def _encode(self, span: ReadableSpan) -> EncodedCall | None:
+    def _encode(self, span: ReadableSpan, queued: bool) -> EncodedCall | None:
         call = to_call(record_from_readable(span), send_costs=self._send_costs)
         if call is None:
             return None
@@ -296,9 +297,10 @@ class TrackerSpanExporter(SpanExporter):
             start_time = call.extra["start_time"]
         else:
             start_time = body["timestamp"] if call.route == INTERACTION else body["start_time"]
-        return EncodedCall(
-            call.route, _compact(dumps(body)), call.session_id, call.user_id, start_time, call.idempotency_key
-        )
+        payload = dumps(body)
+        if queued:
+            payload = _compact(payload)
+        return EncodedCall(call.route, payload, call.session_id, call.user_id, start_time, call.idempotency_key)
 
     # --- mapping and ordering -------------------------------------------------------------------
     def _export(self, spans: Sequence[ReadableSpan | EncodedCall], deadline: float) -> SpanExportResult:

@@ -136,7 +136,7 @@ class _Encoder(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self._exporter.stats.received += len(spans)
-        calls = self._exporter.encode_all(spans)
+        calls = self._exporter.encode_all(spans, queued=True)
         if calls:
             self._sender.put(calls)
         return SpanExportResult.SUCCESS
