@@ -125,10 +125,13 @@ def health_server() -> Iterator[tuple[str, _Health]]:
             state.requests.append({"path": self.path, **dict(self.headers.items())})
             threading.Event().wait(state.delay)
             payload = state.body if isinstance(state.body, bytes) else json.dumps(state.body).encode()
-            self.send_response(state.status)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(state.status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (the timeout case): nothing to answer
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
