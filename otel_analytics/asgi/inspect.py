@@ -91,10 +91,13 @@ class SseInspector:
         if chunk[-1:] == b"\n" and not self._tail and not self._skipping:
             # The common case, inline (once per chunk): whole events that start with their data
             # line, nothing carried over. Anything else (event: lines, comments, a lone blank
-            # line) is looked at in full.
-            if _USAGE in chunk or not chunk.startswith(b"data:"):
+            # line) is looked at in full. ``find`` and slices, not ``in`` and ``startswith``:
+            # on CPython 3.11 ``needle in chunk`` first tries the needle as an integer (raising and
+            # clearing a TypeError each time) and ``startswith`` parses its arguments from a
+            # format string; this way a chunk costs a third fewer instructions (callgrind).
+            if chunk.find(_USAGE) >= 0 or chunk[:5] != b"data:":
                 self._look(chunk)
-            elif not chunk.startswith(b"data: [DONE]"):
+            elif chunk[:12] != b"data: [DONE]":
                 self._last = chunk
             return
         newline = chunk.rfind(b"\n")
