@@ -94,13 +94,14 @@ def sdk_floor(provider: TracerProvider, n: int) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
-def cpu_per_request() -> dict[str, dict[str, float]]:
+def variant_apps(processor: BatchSpanProcessor | None = None) -> tuple[TracerProvider, dict[str, Any]]:
+    """The apps compared (analytics configured with a no-op exporter): bare, the stock middleware
+    with send/receive spans off, the analytics layer inside it, and the middleware alone."""
     provider = TracerProvider()
-    exporter = NullExporter()
-    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=1 << 20))
+    provider.add_span_processor(processor or BatchSpanProcessor(NullExporter(), max_queue_size=1 << 20))
     oa.configure(tracer_provider=provider, exporters=())
     app = chat_app()
-    variants = {
+    return provider, {
         "bare": app,
         "stock": OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"], tracer_provider=provider),
         # the analytics layer joining the server span an outer instrumentation made
@@ -110,6 +111,10 @@ def cpu_per_request() -> dict[str, dict[str, float]]:
         # the middleware alone on an uninstrumented app: it adds the server span itself
         "own": oa.AnalyticsMiddleware(app),
     }
+
+
+def cpu_per_request() -> dict[str, dict[str, float]]:
+    provider, variants = variant_apps()
     results = {}
     for label, query in (("json", b""), ("sse20", b"stream=20"), ("sse220", b"stream=220")):
         for variant in variants.values():  # warm-up: imports, price lookups, caches

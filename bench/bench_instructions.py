@@ -1,0 +1,159 @@
+"""Targets 1 and 2 counted in instructions: what the middleware adds, unmoved by the neighbours.
+
+CPU time on a shared VM moves by a third from one run to the next (bench_middleware). Here each
+variant runs once under valgrind's callgrind, which counts the instructions executed: the same
+code path gives the same count whatever else the host is doing. One process per variant (the bare
+app, the stock middleware with send/receive spans off, the analytics layer inside it, the
+middleware alone adding its own server span) serves, after a warm-up, N JSON chat requests, then
+N/4 responses of 20 SSE chunks and N/4 of 220, through bench_middleware's in-process ASGI loop.
+A call to ``binascii.crc_hqx`` (which nothing else here calls) marks the end of each phase, and
+callgrind dumps its count there.
+
+The targets are µs on the reference machine, where the stock middleware adds 110 µs to a JSON
+request (perf-anchors.md). Each figure below is instructions x (110 µs / the instructions the
+stock middleware adds to a JSON request in this run): an estimate that assumes the analytics code
+retires instructions at the stock middleware's rate (both are CPython bytecode and the SDK), not
+a measurement. Skipped where valgrind is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import gc
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from bench.bench_middleware import ANCHOR_STOCK_JSON_US, serve, variant_apps
+from bench.common import QUICK, NullExporter, header, verdict
+
+VARIANTS = ("bare", "stock", "layer", "own")
+PHASES = (("json", b""), ("sse20", b"stream=20"), ("sse220", b"stream=220"))
+N_JSON = 2 if QUICK else 400
+N_SSE = 1 if QUICK else 100
+# CPython 3.11 specialises its bytecode with exponential back-off: the stock middleware's code
+# was measured still ~40 % over its settled count after 60 requests, settled after ~1,000.
+WARM_UP = {"json": 3, "sse20": 2, "sse220": 1} if QUICK else {"json": 1200, "sse20": 300, "sse220": 60}
+_MARK = "*crc_hqx*"  # callgrind dumps its counts when this function is entered
+
+
+def _mark() -> None:
+    binascii.crc_hqx(b"", 0)
+
+
+def child(variant: str) -> None:
+    """Serve the phases with one variant, marking the end of the warm-up and of each phase.
+
+    The batch processor never exports here (no timer, no batch fills): its thread would run at
+    moments valgrind's scheduler decides, and the counts would move with them. The spans of one
+    run (~1,300) wait in its queue instead.
+    """
+    processor = BatchSpanProcessor(
+        NullExporter(), max_queue_size=1 << 20, max_export_batch_size=1 << 20, schedule_delay_millis=1e9
+    )
+    _, apps = variant_apps(processor)
+    app = apps[variant]
+
+    async def phases() -> None:
+        for label, query in PHASES:  # warm-up: imports, caches, the interpreter's specialisation
+            await serve(app, query, WARM_UP[label])
+        # What start-up made is frozen out of the collector's sight: otherwise a full collection
+        # (~100M instructions over the imported modules) lands in whichever phase crosses its
+        # threshold. Collections of what the requests allocate are still counted.
+        gc.collect()
+        gc.freeze()
+        _mark()
+        for label, query in PHASES:
+            await serve(app, query, N_JSON if label == "json" else N_SSE)
+            _mark()
+
+    asyncio.run(phases())
+
+
+def _count(valgrind: str, variant: str, workdir: str) -> list[int]:
+    """Instructions of each phase of one variant (one callgrind run)."""
+    out = os.path.join(workdir, f"{variant}.out")
+    command = [
+        valgrind,
+        "--tool=callgrind",
+        f"--dump-before={_MARK}",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        "-m",
+        "bench.bench_instructions",
+        "--child",
+        variant,
+        *(["--quick"] if QUICK else []),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"{variant} under callgrind failed: {run.stderr[-2000:]}")
+    # Dump 1 is start-up and warm-up; dumps 2.. are the phases, in order.
+    counts = []
+    for index in range(2, 2 + len(PHASES)):
+        with open(f"{out}.{index}", encoding="utf-8") as dump:
+            totals = [line for line in dump if line.startswith("totals:")]
+        counts.append(int(totals[0].split()[1]))
+    return counts
+
+
+def main() -> int:
+    header("middleware: instructions per request (callgrind)", __doc__ or "")
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind is not installed: instruction counts skipped\n")
+        return 0
+    if hasattr(os, "sched_setaffinity"):  # counts need no quiet CPU: two variants at once, any CPU
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(max_workers=2) as pool:
+        counted = dict(zip(VARIANTS, pool.map(lambda v: _count(valgrind, v, workdir), VARIANTS), strict=True))
+    per = {
+        variant: {label: counts[i] / (N_JSON if label == "json" else N_SSE) for i, (label, _) in enumerate(PHASES)}
+        for variant, counts in counted.items()
+    }
+    print(f"{'endpoint':8} {'bare':>10} {'stock':>10} {'layer':>10} {'own':>10}   (instructions per request)")
+    for label, _ in PHASES:
+        row = " ".join(f"{per[v][label]:10,.0f}" for v in VARIANTS)
+        print(f"{label:8} {row}")
+
+    def added(label: str, variant: str) -> float:
+        return per[variant][label] - per["stock"][label]
+
+    stock_json = per["stock"]["json"] - per["bare"]["json"]
+    us_per_instruction = ANCHOR_STOCK_JSON_US / stock_json
+    per_chunk = (added("sse220", "layer") - added("sse20", "layer")) / 200
+    print(
+        f"\nthe stock middleware adds {stock_json:,.0f} instructions to a JSON request "
+        f"({ANCHOR_STOCK_JSON_US:g} µs on the reference machine): 1,000 instructions ~ "
+        f"{us_per_instruction * 1000:.2f} reference µs"
+    )
+    print(
+        f"added by the analytics layer: JSON {added('json', 'layer'):,.0f}, SSE 20 chunks "
+        f"{added('sse20', 'layer'):,.0f}, per extra chunk {per_chunk:,.0f} instructions; "
+        f"the middleware alone vs stock: JSON {added('json', 'own'):,.0f}, SSE 20 {added('sse20', 'own'):,.0f}\n"
+    )
+
+    def check(label: str, instructions: float, target: float) -> bool:
+        return verdict(label, instructions * us_per_instruction, target, "reference µs")
+
+    checks = [
+        check("1a (instructions). JSON: added by the analytics layer", added("json", "layer"), 40),
+        check("1b (instructions). JSON: own server span vs stock", added("json", "own"), 40),
+        check("2a (instructions). SSE 20 chunks: added by the analytics layer", added("sse20", "layer"), 50),
+        check("2b (instructions). SSE: per extra chunk", per_chunk, 1),
+        check("2c (instructions). SSE 20 chunks: own server span vs stock", added("sse20", "own"), 50),
+    ]
+    return 0 if QUICK or all(checks) else 1
+
+
+if __name__ == "__main__":
+    if "--child" in sys.argv:
+        child(sys.argv[sys.argv.index("--child") + 1])
+        sys.exit(0)
+    sys.exit(main())
