@@ -399,9 +399,8 @@ def test_a_version_1_database_is_upgraded_with_its_rows_and_rules(tmp_path: Any)
         assert db.execute("PRAGMA user_version").fetchone() == (2,)
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'interactions'")}
         assert {"interactions_session_time", "interactions_user_time", "interactions_time"} <= indexes
-        for column, value in (("type", "chatty"), ("status", "done")):
+        for kind, status in (("chatty", "completed"), ("chat", "done")):
             with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-                kind, status = (value, "completed") if column == "type" else ("chat", value)
                 db.execute(
                     "INSERT INTO interactions (id, session_id, user_id, timestamp, type, status) "
                     "VALUES ('int_2', 's', 'u', 't', ?, ?)",

@@ -94,7 +94,7 @@ class SseInspector:
             # line) is looked at in full. ``find`` and slices, not ``in`` and ``startswith``:
             # on CPython 3.11 ``needle in chunk`` first tries the needle as an integer (raising and
             # clearing a TypeError each time) and ``startswith`` parses its arguments from a
-            # format string; this way a chunk costs a third fewer instructions (callgrind).
+            # format string; this way the layer adds a quarter fewer instructions per chunk (callgrind).
             if chunk.find(_USAGE) >= 0 or chunk[:5] != b"data:":
                 self._look(chunk)
             elif chunk[:12] != b"data: [DONE]":
