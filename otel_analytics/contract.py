@@ -135,8 +135,13 @@ def _text(value: Any) -> str | None:
 
 def session_of(record: SpanRecord) -> tuple[str, str]:
     """Session and user of a span; a span with no session gets one named after its trace."""
-    session_id = _text(record.attributes.get(attrs.SESSION_ID)) or f"trace-{record.trace_id:032x}"
-    user_id = _text(record.attributes.get(attrs.USER_ID)) or ANONYMOUS_USER
+    # Runs for every exported span: the checks of _text inline.
+    session_id = record.attributes.get(attrs.SESSION_ID)
+    if not isinstance(session_id, str) or not session_id:
+        session_id = f"trace-{record.trace_id:032x}"
+    user_id = record.attributes.get(attrs.USER_ID)
+    if not isinstance(user_id, str) or not user_id:
+        user_id = ANONYMOUS_USER
     return session_id[:MAX_ID_LENGTH], user_id[:MAX_ID_LENGTH]
 
 
@@ -196,8 +201,9 @@ def interaction_body(
     a = record.attributes
     raw_metadata = a.get(attrs.METADATA)
     metadata = _metadata(raw_metadata) if raw_metadata is not None else {}
-    metadata["trace_id"] = f"{record.trace_id:032x}"
-    metadata["span_id"] = f"{record.span_id:016x}"
+    # Lowercase hex, as W3C trace context writes them (to_bytes().hex(): no format spec to parse).
+    metadata["trace_id"] = record.trace_id.to_bytes(16, "big").hex()
+    metadata["span_id"] = record.span_id.to_bytes(8, "big").hex()
     body: dict[str, Any] = {
         "session_id": session_id,
         "user_id": user_id,
@@ -211,7 +217,11 @@ def interaction_body(
     elif record.error or a.get(attrs.OUTCOME) in ("failed", "cancelled"):
         body["status"] = "failed"
     if interaction_type == "chat":
-        model = _text(a.get(attrs.GEN_AI_RESPONSE_MODEL)) or _text(a.get(attrs.GEN_AI_REQUEST_MODEL)) or "unknown"
+        model = a.get(attrs.GEN_AI_RESPONSE_MODEL)
+        if not isinstance(model, str) or not model:
+            model = a.get(attrs.GEN_AI_REQUEST_MODEL)
+            if not isinstance(model, str) or not model:
+                model = "unknown"
         body["model_name"] = model[:MAX_ID_LENGTH]
         for key, attribute, in_body in _TOKEN_FIELDS:
             count = a.get(attribute)
