@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -390,6 +391,43 @@ def test_span_attributes_are_read_alike_whatever_holds_them() -> None:
         copied["a"] = 2  # a copy: the span's own attributes never change
         assert span.attributes is not None and span.attributes["a"] == 1
     assert _plain_attributes(empty) == {} == _plain_attributes(_ViewOnly(empty))
+
+
+class _PublicOnly:
+    """A span-like object offering only a ``ReadableSpan``'s public API."""
+
+    def __init__(self, span: ReadableSpan) -> None:
+        self._span = span
+        self.attributes = span.attributes
+        self.start_time, self.end_time, self.status = span.start_time, span.end_time, span.status
+
+    def get_span_context(self) -> Any:
+        return self._span.get_span_context()
+
+
+def test_exported_spans_are_read_alike_through_the_fast_path_and_the_public_api() -> None:
+    from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+
+    from otel_analytics.contract import record_from_readable
+
+    provider = TracerProvider()
+    live = provider.get_tracer("t").start_span("s", attributes={"session.id": "conv-1"}, start_time=5)
+    live.set_status(Status(StatusCode.ERROR))
+    live.end(end_time=9)
+    finished = live._readable_span()  # what processors hand to exporters
+    unended = ReadableSpan("s", SpanContext(2**128 - 1, 2**64 - 1, False, TraceFlags(1)))
+    for span in (finished, unended):
+        assert type(span) is ReadableSpan
+        fast, public = record_from_readable(span), record_from_readable(_PublicOnly(span))
+        assert fast == public
+    assert record_from_readable(finished)[:4] == (
+        live.context.trace_id,
+        live.context.span_id,
+        5,
+        9,
+    )
+    assert record_from_readable(finished).error is True
+    assert record_from_readable(unended)[2:4] == (0, 0)
 
 
 def test_a_full_default_batch_costs_one_round_trip_of_a_slow_tracker(
