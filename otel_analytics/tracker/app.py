@@ -75,8 +75,12 @@ def parse_json(raw: bytes) -> Any:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past ``limit`` bytes (before reading it when declared)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ContractError("payload_too_large", f"Request body larger than {limit} bytes", 413, {"limit": limit})
+    try:
+        too_large = declared is not None and int(declared) > limit
+    except ValueError:  # not a number int() reads (or 4,300 digits and more): the count below holds
+        too_large = False
+    if too_large:
+        raise ContractError("payload_too_large", f"Request body larger than {limit} bytes", 413, limit=limit)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -85,14 +89,21 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+_SQLITE_MAX_INTEGER = 2**63 - 1
+
+
 def _int_param(request: Request, name: str, default: int, low: int, high: int | None) -> int:
+    """A non-negative integer parameter within bounds (no bound given: what SQLite can bind)."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
-        bounds = f"{low} to {high}" if high is not None else f">= {low}"
-        raise invalid(f"Invalid {name}: must be an integer from {bounds}", field=name, value=raw[:64])
-    return int(raw)
+    high = _SQLITE_MAX_INTEGER if high is None else high
+    # ASCII digits only ("²" is a digit to str.isdigit, not to int()), and no longer than the
+    # largest bound: int() refuses strings of over 4,300 digits, SQLite integers over 63 bits.
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= len(str(high)) else None
+    if value is None or not low <= value <= high:
+        raise invalid(f"Invalid {name}: must be an integer from {low} to {high}", field=name, value=raw[:64])
+    return value
 
 
 def _date_param(request: Request, name: str, required: bool = False) -> str | None:
