@@ -89,28 +89,16 @@ def iso(ns: int) -> str:
 def record_from_readable(span: Any) -> SpanRecord:
     """A ``SpanRecord`` from an SDK ``ReadableSpan``."""
     if type(span) is ReadableSpan and type(span._context) is SpanContext:
-        # What every exported span is: its fields read as the SDK's properties read them
-        # (``_start_time``, ``_context[0]``...), without a Python call per property: ~4 % of the
-        # mapping's instructions. tests/test_tracker_exporter.py compares both ways.
-        context = span._context
-        start = span._start_time or 0
-        return SpanRecord(
-            context[0],
-            context[1],
-            start,
-            span._end_time or start,
-            _plain_attributes(span),
-            span._status.status_code is StatusCode.ERROR,
-        )
-    context = span.get_span_context()
-    start = span.start_time or 0
+        # What every exported span is: its fields read as the SDK's properties read them, without
+        # a Python call per property (~4 % of the mapping's instructions). A test compares both.
+        context, start, end, status = span._context, span._start_time, span._end_time, span._status
+        trace_id, span_id = context[0], context[1]
+    else:
+        context, start, end, status = span.get_span_context(), span.start_time, span.end_time, span.status
+        trace_id, span_id = context.trace_id, context.span_id
+    start = start or 0
     return SpanRecord(
-        context.trace_id,
-        context.span_id,
-        start,
-        span.end_time or start,
-        _plain_attributes(span),
-        span.status.status_code is StatusCode.ERROR,
+        trace_id, span_id, start, end or start, _plain_attributes(span), status.status_code is StatusCode.ERROR
     )
 
 
