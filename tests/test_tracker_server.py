@@ -329,6 +329,7 @@ def test_sessions_filters_sort_and_pagination(local_tracker: LocalTracker) -> No
         answer = c.get("/v1/sessions", params=params)
         assert answer.status_code == 400, params
         assert answer.json()["error"] == "invalid_request"
+    assert c.get("/v1/sessions", params={"limit": "003", "offset": "0" * 30}).json()["pagination"]["limit"] == 3
     far = c.get("/v1/sessions", params={"offset": 2**63 - 1}).json()  # the largest offset: an empty page
     assert far["data"] == [] and far["pagination"]["has_more"] is False
 

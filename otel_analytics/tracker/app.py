@@ -98,9 +98,10 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int | 
     if raw is None or raw == "":
         return default
     high = _SQLITE_MAX_INTEGER if high is None else high
-    # ASCII digits only ("²" is a digit to str.isdigit, not to int()), and no longer than the
-    # largest bound: int() refuses strings of over 4,300 digits, SQLite integers over 63 bits.
-    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= len(str(high)) else None
+    # ASCII digits only ("²" is a digit to str.isdigit, not to int()), and, leading zeros aside,
+    # no longer than the largest bound: int() refuses over 4,300 digits, SQLite over 63 bits.
+    digits = raw.lstrip("0")
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(digits) <= len(str(high)) else None
     if value is None or not low <= value <= high:
         raise invalid(f"Invalid {name}: must be an integer from {low} to {high}", field=name, value=raw[:64])
     return value
