@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 import otel_analytics as oa
 from bench import servers
 from bench.common import QUICK, NullExporter, async_rounds, chat_app, header, rounds, verdict
+from otel_analytics import runtime as oa_runtime
 
 N = 50 if QUICK else 200
 ROUNDS = 3 if QUICK else 40
@@ -100,6 +101,9 @@ def variant_apps(processor: BatchSpanProcessor | None = None) -> tuple[TracerPro
     provider = TracerProvider()
     provider.add_span_processor(processor or BatchSpanProcessor(NullExporter(), max_queue_size=1 << 20))
     oa.configure(tracer_provider=provider, exporters=())
+    # configure() loads the price table in a thread (an import of ~0.5 s); finish it here, or it
+    # lands in whichever measurement runs when it does (half the spread of early counts).
+    oa_runtime.current().prices.warm()
     app = chat_app()
     return provider, {
         "bare": app,
