@@ -4,6 +4,7 @@ import math
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -181,6 +182,41 @@ def test_keep_alive_comments_and_blank_lines_do_not_hide_the_finish_reason() -> 
         assert usage is not None and usage.finish_reasons == ["stop"] and not usage.reported, tail
     with_ping = stream.replace(b"data: [DONE]", b": ping\n\ndata: [DONE]")
     assert _read([with_ping]) == _read([stream])
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64, 300])
+def test_a_stream_reads_the_same_when_its_batches_end_anywhere(monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    # Chunks are searched in batches of BATCH bytes (32 KiB; these streams are shorter): with
+    # small batches, every event and line boundary falls on a batch boundary somewhere.
+    from otel_analytics.asgi import inspect
+    from tests.chat_apps import ANTHROPIC_EVENTS
+
+    for stream in (_sse_stream(), b"".join(ANTHROPIC_EVENTS), _sse_stream().replace(b"\n", b"\r\n")):
+        whole = _read([stream])
+        monkeypatch.setattr(inspect, "BATCH", batch)
+        assert _read([stream]) == whole
+        events = [event + b"\n\n" for event in stream.split(b"\n\n") if event]
+        assert _read(events) == whole
+        assert _read([bytes([b]) for b in stream]) == whole
+        for size in (2, 5, 13, 50):
+            assert _read([stream[i : i + size] for i in range(0, len(stream), size)]) == whole, size
+        monkeypatch.undo()
+
+
+def test_a_line_longer_than_the_cap_is_skipped_and_never_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otel_analytics.asgi import inspect
+
+    monkeypatch.setattr(inspect, "BATCH", 256)
+    stream = _sse_stream()
+    inspector = inspect.SseInspector(1024)
+    held = 0
+    for chunk in [b"data: " + b"x" * 10_000 + b"\n\n", stream]:
+        for i in range(0, len(chunk), 100):
+            inspector.feed(chunk[i : i + 100])
+            held = max(held, len(inspector._tail) + sum(map(len, inspector._chunks)))
+    usage = inspector.result()[0]
+    assert usage == _read([stream])  # the events after the enormous line are read
+    assert held <= 1024 + 256 + 100
 
 
 def test_an_anthropic_stream_reads_the_same_however_it_is_cut() -> None:
