@@ -44,21 +44,25 @@ class Usage:
 
     def merge(self, other: Usage) -> None:
         """Fold a later observation in: reported values win over unknown ones."""
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "reasoning_tokens",
-            "response_model",
-            "response_id",
-        ):
-            value = getattr(other, name)
-            if value is not None:
-                setattr(self, name, value)
+        # Spelled out, not a loop over field names: this runs for every usage event of a stream.
+        if other.input_tokens is not None:
+            self.input_tokens = other.input_tokens
+        if other.output_tokens is not None:
+            self.output_tokens = other.output_tokens
+        if other.cache_read_tokens is not None:
+            self.cache_read_tokens = other.cache_read_tokens
+        if other.cache_write_tokens is not None:
+            self.cache_write_tokens = other.cache_write_tokens
+        if other.reasoning_tokens is not None:
+            self.reasoning_tokens = other.reasoning_tokens
+        if other.response_model is not None:
+            self.response_model = other.response_model
+        if other.response_id is not None:
+            self.response_id = other.response_id
+        reasons = self.finish_reasons
         for reason in other.finish_reasons:
-            if reason not in self.finish_reasons:
-                self.finish_reasons.append(reason)
+            if reason not in reasons:
+                reasons.append(reason)
 
 
 def token_count(value: Any) -> int | None:
@@ -68,6 +72,9 @@ def token_count(value: Any) -> int | None:
     return None
 
 
+_SCALARS = (str, bytes, int, float, list, tuple)
+
+
 def _get(obj: Any, key: str) -> Any:
     if type(obj) is dict:  # the common cases first, before the (slow) ABC check
         return obj.get(key)
@@ -75,7 +82,7 @@ def _get(obj: Any, key: str) -> Any:
         return None
     if isinstance(obj, Mapping):
         return obj.get(key)
-    if isinstance(obj, str | bytes | int | float | list | tuple):
+    if isinstance(obj, _SCALARS):
         return None
     try:
         return getattr(obj, key, None)
@@ -91,39 +98,60 @@ def _getter(obj: Any) -> Callable[[str], Any]:
     return functools.partial(_get, obj)
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+_SEQUENCES = (list, tuple)  # a tuple, not ``list | tuple``: that union is built anew on every call
+_ANTHROPIC = ("message", "message_delta")  # kinds whose input count leaves the cached part out
 
 
 def usage_from_response(response: Any) -> Usage | None:
     """Usage from one response object or stream event; ``None`` when it carries nothing useful."""
-    if response is None or (type(response) is dict and not response):
+    if type(response) is dict:
+        if not response:
+            return None
+        get = response.get
+    elif response is None:
         return None
-    get = _getter(response)
-    kind = _text(get("type"))
+    else:
+        get = functools.partial(_get, response)
+    kind = get("type")
     if kind == "message_start":  # Anthropic stream: the message, with input usage
         return usage_from_response(get("message"))
     usage = Usage()
     raw = get("usage")
     if raw is not None:
-        _read_usage(_getter(raw), usage, anthropic=kind in ("message", "message_delta"))
-    usage.response_model = _text(get("model"))
+        _read_usage(raw.get if type(raw) is dict else _getter(raw), usage, anthropic=kind in _ANTHROPIC)
+    model = get("model")
+    if isinstance(model, str) and model:
+        usage.response_model = model
     if kind != "message_delta":
-        usage.response_id = _text(get("id"))
-    _read_finish_reasons(get, usage)
-    if not usage.reported and usage.response_model is None and not usage.finish_reasons:
+        response_id = get("id")
+        if isinstance(response_id, str) and response_id:
+            usage.response_id = response_id
+    _read_finish_reasons(get, usage.finish_reasons)
+    if (
+        usage.input_tokens is None
+        and usage.output_tokens is None
+        and usage.response_model is None
+        and not usage.finish_reasons
+    ):
         return None
     return usage
 
 
 def _read_usage(get: Callable[[str], Any], usage: Usage, *, anthropic: bool) -> None:
-    prompt = token_count(get("prompt_tokens"))
-    completion = token_count(get("completion_tokens"))
+    # token_count() written out for the counts every response has: this runs on every response.
+    prompt = get("prompt_tokens")
+    prompt = prompt if type(prompt) is int and prompt >= 0 else None
+    completion = get("completion_tokens")
+    completion = completion if type(completion) is int and completion >= 0 else None
     if prompt is not None or completion is not None:  # OpenAI chat
         usage.input_tokens = prompt
         usage.output_tokens = completion
-        usage.cache_read_tokens = token_count(_get(get("prompt_tokens_details"), "cached_tokens"))
-        usage.reasoning_tokens = token_count(_get(get("completion_tokens_details"), "reasoning_tokens"))
+        details = get("prompt_tokens_details")
+        if details is not None:
+            usage.cache_read_tokens = token_count(_get(details, "cached_tokens"))
+        details = get("completion_tokens_details")
+        if details is not None:
+            usage.reasoning_tokens = token_count(_get(details, "reasoning_tokens"))
         return
     input_tokens = token_count(get("input_tokens"))
     usage.output_tokens = token_count(get("output_tokens"))
@@ -142,14 +170,18 @@ def _read_usage(get: Callable[[str], Any], usage: Usage, *, anthropic: bool) -> 
     usage.reasoning_tokens = token_count(_get(get("output_tokens_details"), "reasoning_tokens"))
 
 
-def _read_finish_reasons(get: Callable[[str], Any], usage: Usage) -> None:
-    reasons = usage.finish_reasons
+def _read_finish_reasons(get: Callable[[str], Any], reasons: list[str]) -> None:
     choices = get("choices")
-    if isinstance(choices, list | tuple):
+    if type(choices) is list or isinstance(choices, _SEQUENCES):
         for choice in choices[:64]:
-            reason = _get(choice, "finish_reason")
+            reason = choice.get("finish_reason") if type(choice) is dict else _get(choice, "finish_reason")
             if isinstance(reason, str) and reason and reason not in reasons:
                 reasons.append(reason)
-    for reason in (get("stop_reason"), _get(get("delta"), "stop_reason")):
+    reason = get("stop_reason")
+    if isinstance(reason, str) and reason and reason not in reasons:
+        reasons.append(reason)
+    delta = get("delta")
+    if delta is not None:
+        reason = delta.get("stop_reason") if type(delta) is dict else _get(delta, "stop_reason")
         if isinstance(reason, str) and reason and reason not in reasons:
             reasons.append(reason)
