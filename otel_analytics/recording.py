@@ -207,14 +207,16 @@ def emit_interaction(
         runtime, interaction_type, usage, model=model, provider=provider, outcome=outcome, exc=exc, out=span_attrs
     )
     name = span_name(interaction_type, None, model, None)
-    if parent is None:
-        parent = session_parent(runtime, session)
     kind = span_kind(interaction_type)
     finished = runtime.finished
     if status is None and finished is not None:
-        context = finished.emit(name, parent, kind, span_attrs, links, start_ns, end_ns, span_id)
+        # The session's root stands for session_parent()'s context, built only if a sampler asks.
+        where = parent if parent is not None else runtime.session_root(session.trace_id, session.root_span_id)
+        context = finished.emit(name, where, kind, span_attrs, links, start_ns, end_ns, span_id)
         if context is not None:
             return context
+    if parent is None:
+        parent = session_parent(runtime, session)
     if span_id is not None:
         with pinned_ids(session.trace_id, span_id):
             span = runtime.tracer.start_span(name, parent, kind, span_attrs, links, start_ns)

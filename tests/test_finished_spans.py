@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from opentelemetry import baggage, context, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -217,6 +218,46 @@ def test_direct_span_equals_the_sdk_span(
             side["context"] = side["context"][:1] + side["context"][2:]
             del side["json"], side["otlp"]
     assert left == right
+
+
+class Witness(Sampler):
+    """Samples, and notes the parent span and the baggage it was shown."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[SpanContext, object]] = []
+
+    def should_sample(self, parent_context: Context | None, *args: Any, **kwargs: Any) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        self.seen.append((parent, baggage.get_baggage("tenant", parent_context)))
+        return SamplingResult(Decision.RECORD_AND_SAMPLE)
+
+    def get_description(self) -> str:
+        return "Witness"
+
+
+def test_a_sampler_sees_the_session_root_and_the_baggage_on_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The direct path builds the sampler's context only when a sampler is asked.
+    witness = Witness()
+    collect = Collect()
+    token = context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        direct, public = record_both(provider_with(collect, sampler=witness), monkeypatch, collect)
+    finally:
+        context.detach(token)
+    assert direct is not None and public is not None and fields(direct) == fields(public)
+    session = SessionRef.of("conv-equivalence", "u1")
+    # (asked once more before them, with no parent, for the session's own sampling decision)
+    assert [(parent.span_id, tenant) for parent, tenant in witness.seen[-2:]] == [(session.root_span_id, "acme")] * 2
+
+
+def test_spans_are_built_by_the_constructor_when_the_sdk_fields_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otel_analytics import finished_spans
+
+    monkeypatch.setattr(finished_spans, "_READABLE_FIELDS", [*finished_spans._READABLE_FIELDS, "_new_field"])
+    assert not finished_spans._readable_fields_known()
+    collect = Collect()
+    direct, public = record_both(provider_with(collect), monkeypatch, collect)
+    assert direct is not None and public is not None and fields(direct) == fields(public)
 
 
 @pytest.mark.parametrize(
