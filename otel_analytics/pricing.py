@@ -119,21 +119,24 @@ def cost_value(mc: int) -> dict[str, Any]:
 
 def cost_of(usage: Usage, price: Price) -> Cost | None:
     """The cost of ``usage`` at ``price``; ``None`` when no token count is known."""
-    if usage.input_tokens is None and usage.output_tokens is None:
+    input_tokens, output = usage.input_tokens, usage.output_tokens
+    if input_tokens is None and output is None:
         return None
     if price.model_price is not None:
         return _tiered_cost(usage, price)
     cache_read = usage.cache_read_tokens or 0
     cache_write = usage.cache_write_tokens or 0
-    output = usage.output_tokens or 0
-    fresh_input = max((usage.input_tokens or 0) - cache_read - cache_write, 0)
-    mc = (
-        micro_cents(fresh_input, price.input)
-        + micro_cents(cache_read, price.input if price.cache_read is None else price.cache_read)
-        + micro_cents(cache_write, price.input if price.cache_write is None else price.cache_write)
-        + micro_cents(output, price.output)
-    )
-    return Cost(usd=mc / 100000, micro_cents=mc, version=price.version)
+    fresh_input = (input_tokens or 0) - cache_read - cache_write
+    # micro_cents() per kind of token, written out (this runs for every interaction); a kind
+    # with no tokens adds nothing, as round(0 * price) would.
+    mc = round(fresh_input * price.input * 0.1) if fresh_input > 0 else 0
+    if cache_read:
+        mc += round(cache_read * (price.input if price.cache_read is None else price.cache_read) * 0.1)
+    if cache_write:
+        mc += round(cache_write * (price.input if price.cache_write is None else price.cache_write) * 0.1)
+    if output:
+        mc += round(output * price.output * 0.1)
+    return Cost(mc / 100000, mc, price.version)
 
 
 def _tiered_cost(usage: Usage, price: Price) -> Cost:

@@ -5,9 +5,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from otel_analytics.errors import ConfigurationError
-from otel_analytics.pricing import PriceBook, cost_of, format_usd, infer_provider, micro_cents
+from otel_analytics.pricing import Price, PriceBook, cost_of, format_usd, infer_provider, micro_cents
 from otel_analytics.usage import Usage
 
 
@@ -29,6 +31,37 @@ def test_known_model_cost_to_the_micro_cent() -> None:
     # (12345 - 2000) * 0.15 * 0.1 + 2000 * 0.075 * 0.1 + 678 * 0.6 * 0.1 = 155.175 + 15 + 40.68
     assert cost.micro_cents == 155 + 15 + 41
     assert cost.version.startswith("genai-prices ")
+
+
+counts = st.none() | st.integers(min_value=0, max_value=10**9)
+prices = st.floats(min_value=0, max_value=1000, allow_nan=False)
+
+
+@given(counts, counts, counts, counts, prices, prices, st.none() | prices, st.none() | prices)
+def test_a_cost_is_the_contract_rule_summed_over_the_kinds_of_token(
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cache_read: int | None,
+    cache_write: int | None,
+    input_price: float,
+    output_price: float,
+    cache_read_price: float | None,
+    cache_write_price: float | None,
+) -> None:
+    price = Price(input_price, output_price, cache_read_price, cache_write_price, version="v")
+    usage = Usage(input_tokens, output_tokens, cache_read, cache_write)
+    cost = cost_of(usage, price)
+    if input_tokens is None and output_tokens is None:
+        assert cost is None
+        return
+    fresh = max((input_tokens or 0) - (cache_read or 0) - (cache_write or 0), 0)
+    expected = (
+        micro_cents(fresh, input_price)
+        + micro_cents(cache_read or 0, input_price if cache_read_price is None else cache_read_price)
+        + micro_cents(cache_write or 0, input_price if cache_write_price is None else cache_write_price)
+        + micro_cents(output_tokens or 0, output_price)
+    )
+    assert cost == (expected / 100000, expected, "v")
 
 
 def test_tiered_prices_are_computed_by_genai_prices() -> None:
