@@ -185,13 +185,16 @@ def emit_interaction(
     links: list[Link],
     span_id: int | None,
     parent: otel_context.Context | None = None,
+    plain: bool = False,
 ) -> SpanContext:
     """Record a finished interaction as one span, built with all its attributes at once.
 
     For work that is over when it is recorded (the middleware's requests, ``track_*`` calls):
     the span need not exist while the work runs, and building it once costs far less than
     updating it. Samplers still see the operation, provider and model (and everything else) when
-    it is created. ``parent`` defaults to the session's root. Returns the span's context.
+    it is created. ``parent`` defaults to the session's root. ``plain``: the caller vouches that
+    ``extra``, the ids, model and metadata are plain values (see ``FinishedSpans.emit``); what
+    this function adds itself always is. Returns the span's context.
     """
     span_attrs = start_attributes(
         runtime,
@@ -212,7 +215,7 @@ def emit_interaction(
     if status is None and finished is not None:
         # The session's root stands for session_parent()'s context, built only if a sampler asks.
         where = parent if parent is not None else runtime.session_root(session.trace_id, session.root_span_id)
-        context = finished.emit(name, where, kind, span_attrs, links, start_ns, end_ns, span_id)
+        context = finished.emit(name, where, kind, span_attrs, links, start_ns, end_ns, span_id, plain)
         if context is not None:
             return context
     if parent is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -59,6 +60,28 @@ async def test_the_app_receives_exactly_the_same_request_messages(capture_analyt
         await call(AnalyticsMiddleware(wrapped_log, server_span=False), "POST", "/api/messages", body=body)
         assert wrapped_log.messages == bare_log.messages
         assert wrapped_log.app.state.recorder.request_bodies == bare_log.app.state.recorder.request_bodies
+
+
+@pytest.mark.parametrize(
+    "shape", ["json", "sse", "sse-nousage", "anthropic", "wrong-types", "garbage", "error", "raise", "echo-model"]
+)
+async def test_the_values_the_middleware_vouches_for_are_plain(capture_analytics: CaptureAnalytics, shape: str) -> None:
+    # emit_interaction(plain=True) skips the SDK's value check: every value must be one it keeps.
+    from otel_analytics.finished_spans import _plain
+
+    body = b'{"conversationId": "conv-plain", "model": "gpt-4o-mini", "stream": true, "conversation_id": [1]}'
+    headers = [(b"x-user-id", "Zoë".encode("latin-1")), (b"x-session-id", b"s")]
+    with contextlib.suppress(Exception):
+        await call(
+            AnalyticsMiddleware(build()),
+            "POST",
+            "/api/messages",
+            query=f"shape={shape}".encode(),
+            body=body,
+            headers=headers,
+        )
+    spans = [span for span in capture_analytics.finished() if span.name.startswith("chat")]
+    assert spans and all(_plain(dict(span.attributes or {})) for span in spans)
 
 
 async def test_large_request_is_replayed_and_the_rest_flows_live(capture_analytics: CaptureAnalytics) -> None:

@@ -23,7 +23,6 @@ span are linked both ways (they live in different traces: the request's and the 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import string
@@ -126,6 +125,7 @@ class AnalyticsMiddleware:
         # Matches are shared by every request of a route: their params are read-only (Mapping).
         self._matches: dict[tuple[str, str], tuple[RouteRule, Mapping[str, str]] | None] = {}
         self._matched_rules: tuple[RouteRule, ...] = ()
+        self._headers_read: tuple[object, bytes, bytes] = (None, b"", b"")
 
     def match(self, rules: tuple[RouteRule, ...], method: str, path: str) -> tuple[RouteRule, Mapping[str, str]] | None:
         """The rule a request falls under, remembered per route (bounded: paths can carry ids)."""
@@ -163,8 +163,12 @@ class AnalyticsMiddleware:
             return
         if self._needs_server_span():
             await self._server_span_app(runtime)(scope, receive, send)
+            return
+        exchange = self._exchange(runtime, scope)  # inline, not through _analytics: a coroutine fewer
+        if exchange is None:
+            await self.app(scope, receive, send)
         else:
-            await self._analytics(scope, receive, send)
+            await exchange.run(receive, send)
 
     def _needs_server_span(self) -> bool:
         if self._server_span is not None:
@@ -196,30 +200,37 @@ class AnalyticsMiddleware:
         return wrapped
 
     async def _analytics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        runtime = _runtime.current()
-        settings = runtime.settings
-        rules = self._rules if self._rules is not None else (settings.routes or DEFAULT_RULES)
+        """The analytics layer alone: the app that the added HTTP server span wraps."""
+        exchange = self._exchange(_runtime.current(), scope)
+        if exchange is None:
+            await self.app(scope, receive, send)
+        else:
+            await exchange.run(receive, send)
+
+    def _exchange(self, runtime: Runtime, scope: Scope) -> _Exchange | None:
+        """The state of a request that a rule marks for analytics; ``None``: pass it through."""
+        rules = self._rules if self._rules is not None else (runtime.settings.routes or DEFAULT_RULES)
         found = self.match(rules, scope.get("method", "GET"), scope.get("path", "/"))
         if found is None or found[0].kind == "ignore":
-            await self.app(scope, receive, send)
-            return
-        exchange = _Exchange(self, runtime, scope, found[0], found[1])
-        await exchange.run(receive, send)
+            return None
+        return _Exchange(self, runtime, scope, found[0], found[1])
 
-    # Options resolved against the settings (encoded once per settings object).
-    def user_header(self, runtime: Runtime) -> bytes:
-        return self._user_header or _encoded(runtime.settings.user_header)
-
-    def session_header(self, runtime: Runtime) -> bytes:
-        return self._session_header or _encoded(runtime.settings.session_header)
+    def headers_read(self, runtime: Runtime) -> tuple[bytes, bytes]:
+        """The user and session header names, lower-case bytes (resolved once per settings)."""
+        cached = self._headers_read
+        if cached[0] is not runtime.settings:
+            user = self._user_header or runtime.settings.user_header.lower().encode()
+            session = self._session_header or runtime.settings.session_header.lower().encode()
+            cached = self._headers_read = (runtime.settings, user, session)
+        return cached[1], cached[2]
 
     def inspect_bytes(self, runtime: Runtime) -> int:
         return self._inspect_bytes or runtime.settings.inspect_bytes
 
 
-@functools.lru_cache(maxsize=64)
-def _encoded(header: str) -> bytes:
-    return header.lower().encode()
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
 
 
 def _instrumented(app: Any) -> bool:
@@ -359,12 +370,10 @@ class _Exchange:
 
     def _read_headers(self) -> None:
         """The request headers analytics reads, in one pass: content type, user and session."""
-        user_header = self._middleware.user_header(self._runtime)
-        session_header = self._middleware.session_header(self._runtime)
+        user_header, session_header = self._middleware.headers_read(self._runtime)
         for name, value in self._scope.get("headers", ()):
             if name == b"content-type":
-                media: bytes = value.split(b";", 1)[0].strip().lower()
-                self._json_body = media == b"application/json" or media.endswith(b"+json")
+                self._json_body = value == b"application/json" or _is_json(value)
             elif name == user_header:
                 self._header_user = _text(value.decode("latin-1"))
             elif name == session_header:
@@ -505,6 +514,7 @@ class _Exchange:
             end_ns=self._final_at or time.time_ns(),
             links=self._links,
             span_id=self._span_id,
+            plain=True,  # every value above is a str, int, bool or float made here, or read by _text
         )
 
     def _session_started(self, document: Any) -> None:
