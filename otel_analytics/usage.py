@@ -104,73 +104,95 @@ _ANTHROPIC = ("message", "message_delta")  # kinds whose input count leaves the 
 
 def usage_from_response(response: Any) -> Usage | None:
     """Usage from one response object or stream event; ``None`` when it carries nothing useful."""
+    usage = Usage()
+    return usage if read_response(response, usage) else None
+
+
+_NO_COUNTS = (None, None, None, None, None)
+
+
+def read_response(response: Any, into: Usage) -> bool:
+    """Fold what one response or stream event reports into ``into``, as ``into.merge(...)`` of
+    its :func:`usage_from_response` would; ``False`` (nothing folded) when it reports nothing useful.
+
+    A stream's events are read this way: no ``Usage`` is built and merged per event.
+    """
     if type(response) is dict:
         if not response:
-            return None
+            return False
         get = response.get
     elif response is None:
-        return None
+        return False
     else:
         get = functools.partial(_get, response)
     kind = get("type")
     if kind == "message_start":  # Anthropic stream: the message, with input usage
-        return usage_from_response(get("message"))
-    usage = Usage()
+        return read_response(get("message"), into)
     raw = get("usage")
-    if raw is not None:
-        _read_usage(raw.get if type(raw) is dict else _getter(raw), usage, anthropic=kind in _ANTHROPIC)
+    counts = _NO_COUNTS if raw is None else _read_usage(_getter(raw), anthropic=kind in _ANTHROPIC)
+    input_tokens, output_tokens, cache_read, cache_write, reasoning = counts
     model = get("model")
-    if isinstance(model, str) and model:
-        usage.response_model = model
+    if not (isinstance(model, str) and model):
+        model = None
+    reasons = _finish_reasons(get)
+    if input_tokens is None and output_tokens is None and model is None and not reasons:
+        return False
+    if input_tokens is not None:
+        into.input_tokens = input_tokens
+    if output_tokens is not None:
+        into.output_tokens = output_tokens
+    if cache_read is not None:
+        into.cache_read_tokens = cache_read
+    if cache_write is not None:
+        into.cache_write_tokens = cache_write
+    if reasoning is not None:
+        into.reasoning_tokens = reasoning
+    if model is not None:
+        into.response_model = model
     if kind != "message_delta":
         response_id = get("id")
         if isinstance(response_id, str) and response_id:
-            usage.response_id = response_id
-    _read_finish_reasons(get, usage.finish_reasons)
-    if (
-        usage.input_tokens is None
-        and usage.output_tokens is None
-        and usage.response_model is None
-        and not usage.finish_reasons
-    ):
-        return None
-    return usage
+            into.response_id = response_id
+    known = into.finish_reasons
+    for reason in reasons:
+        if reason not in known:
+            known.append(reason)
+    return True
 
 
-def _read_usage(get: Callable[[str], Any], usage: Usage, *, anthropic: bool) -> None:
+Counts = tuple[int | None, int | None, int | None, int | None, int | None]
+"""input (cached included), output, cache read, cache write, reasoning."""
+
+
+def _read_usage(get: Callable[[str], Any], *, anthropic: bool) -> Counts:
     # token_count() written out for the counts every response has: this runs on every response.
     prompt = get("prompt_tokens")
     prompt = prompt if type(prompt) is int and prompt >= 0 else None
     completion = get("completion_tokens")
     completion = completion if type(completion) is int and completion >= 0 else None
     if prompt is not None or completion is not None:  # OpenAI chat
-        usage.input_tokens = prompt
-        usage.output_tokens = completion
         details = get("prompt_tokens_details")
-        if details is not None:
-            usage.cache_read_tokens = token_count(_get(details, "cached_tokens"))
+        cached = None if details is None else token_count(_get(details, "cached_tokens"))
         details = get("completion_tokens_details")
-        if details is not None:
-            usage.reasoning_tokens = token_count(_get(details, "reasoning_tokens"))
-        return
+        reasoning = None if details is None else token_count(_get(details, "reasoning_tokens"))
+        return prompt, completion, cached, None, reasoning
     input_tokens = token_count(get("input_tokens"))
-    usage.output_tokens = token_count(get("output_tokens"))
+    output_tokens = token_count(get("output_tokens"))
     cache_read = token_count(get("cache_read_input_tokens"))
     cache_write = token_count(get("cache_creation_input_tokens"))
     if anthropic or cache_read is not None or cache_write is not None:
         # Anthropic reports input without the cached part; the conventions want all of it.
         if input_tokens is not None:
             input_tokens += (cache_read or 0) + (cache_write or 0)
-        usage.input_tokens = input_tokens
-        usage.cache_read_tokens = cache_read
-        usage.cache_write_tokens = cache_write
-        return
-    usage.input_tokens = input_tokens  # OpenAI Responses API: already includes cached tokens
-    usage.cache_read_tokens = token_count(_get(get("input_tokens_details"), "cached_tokens"))
-    usage.reasoning_tokens = token_count(_get(get("output_tokens_details"), "reasoning_tokens"))
+        return input_tokens, output_tokens, cache_read, cache_write, None
+    # OpenAI Responses API: input already includes cached tokens
+    cached = token_count(_get(get("input_tokens_details"), "cached_tokens"))
+    reasoning = token_count(_get(get("output_tokens_details"), "reasoning_tokens"))
+    return input_tokens, output_tokens, cached, None, reasoning
 
 
-def _read_finish_reasons(get: Callable[[str], Any], reasons: list[str]) -> None:
+def _finish_reasons(get: Callable[[str], Any]) -> list[str]:
+    reasons: list[str] = []
     choices = get("choices")
     if type(choices) is list or isinstance(choices, _SEQUENCES):
         for choice in choices[:64]:
@@ -185,3 +207,4 @@ def _read_finish_reasons(get: Callable[[str], Any], reasons: list[str]) -> None:
         reason = delta.get("stop_reason") if type(delta) is dict else _get(delta, "stop_reason")
         if isinstance(reason, str) and reason and reason not in reasons:
             reasons.append(reason)
+    return reasons

@@ -127,6 +127,44 @@ def test_token_counts_only_ever_come_from_non_negative_ints(raw_usage: dict[str,
         assert value is None or (type(value) is int and value >= 0)
 
 
+counts = st.none() | st.integers(min_value=-1, max_value=50)
+usage_keys = st.sampled_from(
+    [
+        "prompt_tokens",
+        "completion_tokens",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    ]
+)
+events = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["message", "message_delta", "message_start", "response"]),
+        "usage": st.dictionaries(usage_keys, counts),
+        "model": st.sampled_from(["", "m1", "m2", None, 3]),
+        "id": st.sampled_from(["", "id1", "id2", None]),
+        "choices": st.lists(st.fixed_dictionaries({"finish_reason": st.sampled_from(["stop", "length", None, 1])})),
+        "stop_reason": st.sampled_from(["end_turn", "", None]),
+        "delta": st.fixed_dictionaries({}, optional={"stop_reason": st.sampled_from(["max_tokens", None])}),
+    },
+)
+
+
+@given(st.lists(events | st.fixed_dictionaries({"type": st.just("message_start"), "message": events}), max_size=4))
+def test_reading_events_into_one_usage_equals_merging_each_events_usage(stream: list[dict[str, Any]]) -> None:
+    from otel_analytics.usage import read_response
+
+    merged, folded = Usage(), Usage()
+    for event in stream:
+        found = usage_from_response(event)
+        if found is not None:
+            merged.merge(found)
+        assert read_response(event, folded) is (found is not None)
+    assert folded == merged
+
+
 def test_token_count() -> None:
     assert token_count(0) == 0
     assert token_count(7) == 7

@@ -16,7 +16,7 @@ import zlib
 from typing import Any
 
 from .._json import loads
-from ..usage import Usage, usage_from_response
+from ..usage import Usage, read_response, usage_from_response
 
 DEFAULT_CAP = 1 << 20
 BATCH = 32 * 1024
@@ -148,9 +148,7 @@ class SseInspector:
     def _read_event(self, raw: bytes) -> None:
         event = _loads(raw)
         if type(event) is dict:
-            found = usage_from_response(event)
-            if found is not None:
-                self.usage.merge(found)
+            read_response(event, self.usage)
 
     def result(self) -> tuple[Usage | None, Any]:
         self._read_batch(final=True)
@@ -213,16 +211,34 @@ class Decompressing:
 Inspector = JsonInspector | SseInspector | Decompressing
 
 
+_media_kinds: dict[bytes, type[JsonInspector] | type[SseInspector] | None] = {}
+
+
+def _kind_of(content_type: bytes) -> type[JsonInspector] | type[SseInspector] | None:
+    """The inspector class for a Content-Type, remembered (an app sends a handful of them)."""
+    try:
+        return _media_kinds[content_type]
+    except KeyError:
+        pass
+    media = content_type.split(b";", 1)[0].strip().lower()
+    kind: type[JsonInspector] | type[SseInspector] | None = None
+    if media == b"text/event-stream":
+        kind = SseInspector
+    elif media == b"application/json" or media.endswith(b"+json"):
+        kind = JsonInspector
+    if len(_media_kinds) < 256:  # bounded: the header comes from the app, not from clients
+        _media_kinds[content_type] = kind
+    return kind
+
+
 def inspector_for(content_type: bytes, content_encoding: bytes, cap: int = DEFAULT_CAP) -> Inspector | None:
     """An inspector for a response, or ``None`` when nothing in it can be read."""
-    media = content_type.split(b";", 1)[0].strip().lower()
-    inner: JsonInspector | SseInspector
-    if media == b"text/event-stream":
-        inner = SseInspector(cap)
-    elif media == b"application/json" or media.endswith(b"+json"):
-        inner = JsonInspector(cap)
-    else:
+    kind = _kind_of(content_type)
+    if kind is None:
         return None
+    inner = kind(cap)
+    if not content_encoding:
+        return inner
     encoding = content_encoding.strip().lower()
     if not encoding or encoding == b"identity":
         return inner
