@@ -59,6 +59,10 @@ class JsonInspector:
             self._first = None
         self._body += chunk
 
+    def feed_many(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.feed(chunk)
+
     def result(self) -> tuple[Usage | None, Any]:
         """Usage (or ``None``) and the parsed document (for session ids in a session start)."""
         raw = self._first if self._first is not None else self._body
@@ -99,6 +103,13 @@ class SseInspector:
     def feed(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
         self._size += len(chunk)
+        if self._size >= BATCH:
+            self._read_batch(final=False)
+
+    def feed_many(self, chunks: list[bytes]) -> None:
+        """Several chunks at once (the middleware hands them over in groups: a call per group)."""
+        self._chunks += chunks
+        self._size += sum(map(len, chunks))
         if self._size >= BATCH:
             self._read_batch(final=False)
 
@@ -203,6 +214,10 @@ class Decompressing:
             return
         if out:
             self._inner.feed(out)
+
+    def feed_many(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.feed(chunk)
 
     def result(self) -> tuple[Usage | None, Any]:
         return self._inner.result()
