@@ -102,7 +102,10 @@ def fields(span: ReadableSpan) -> dict[str, Any]:
         "parent": span.parent,
         "attributes": dict(span.attributes or {}),
         "dropped_attributes": span.dropped_attributes,
-        "links": [(link.context, dict(link.attributes or {}), link.dropped_attributes) for link in span.links],
+        "links": [
+            (link.context, dict(link.attributes or {}), type(link.attributes), link.dropped_attributes)
+            for link in span.links
+        ],
         "dropped_links": span.dropped_links,
         "events": list(span.events),
         "dropped_events": span.dropped_events,
@@ -142,10 +145,14 @@ def record_both(
         "span_id": 0x1234ABCD,
     }
     arguments.update(overrides)
+    if arguments["links"] == "prepared":  # made by FinishedSpans.link(), as the middleware does
+        arguments["links"] = [runtime.finished.link(REQUEST_SPAN)]
     with monkeypatch.context() as patch:
         # The direct path must not build a live span at all.
         patch.setattr(runtime.tracer, "start_span", lambda *a, **k: pytest.fail("a live span was built"))
-        emit_interaction(runtime, "chat", session, **{**arguments, "links": list(arguments["links"])})
+        # Links of its own: the SDK's path sets the attributes of the links it is given.
+        links = [Link(link.context, link.attributes) for link in arguments["links"]]
+        emit_interaction(runtime, "chat", session, **{**arguments, "links": links})
     direct = collect.spans[-1] if collect.spans else None
     count = len(collect.spans)
     emit_interaction(dataclasses.replace(runtime, finished=None), "chat", session, **arguments)
@@ -194,6 +201,8 @@ def provider_with(collect: Collect, **options: Any) -> TracerProvider:
         ),
         pytest.param({}, {"extra": {"custom.list": ["a", 1], "custom.float": 1.5}}, id="values the SDK cleans"),
         pytest.param({}, {"span_id": None, "links": []}, id="no pinned id, no link"),
+        pytest.param({}, {"links": "prepared"}, id="a link made by FinishedSpans.link"),
+        pytest.param({"span_limits": SpanLimits(max_links=0)}, {"links": "prepared"}, id="prepared link, limited"),
         pytest.param({"sampler": RecordOnly()}, {}, id="recorded, not sampled"),
         pytest.param(
             {"sampler": ParentBased(ALWAYS_ON, remote_parent_sampled=Annotating())}, {}, id="parent-based, own delegate"
@@ -361,3 +370,23 @@ def test_the_sdk_span_metrics_count_both_paths_alike(sampler: Sampler | None, mo
     direct, public = counted(True), counted(False)
     assert direct == public
     assert direct  # the metrics are on: something was counted
+
+
+@pytest.mark.parametrize("limits", [SpanLimits(), SpanLimits(max_links=1), SpanLimits(max_link_attributes=0)])
+def test_add_link_on_a_live_span_equals_the_sdks(limits: SpanLimits, caplog: pytest.LogCaptureFixture) -> None:
+    from otel_analytics.finished_spans import add_link
+
+    collect = Collect()
+    tracer = provider_with(collect, span_limits=limits).get_tracer("links")
+    back = SpanContext(0x1, 0x2, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    for link in (lambda span, context: span.add_link(context), add_link):
+        span = tracer.start_span("request", links=[Link(REQUEST_SPAN)])
+        link(span, back)
+        link(span, SpanContext(0, 0, False))  # invalid: not added
+        span.end(end_time=10)
+        link(span, back)  # ended: refused, with the SDK's warning
+    sdk, ours = (fields(span) for span in collect.spans)
+    for side in (sdk, ours):
+        del side["context"], side["json"], side["otlp"], side["times"]
+    assert ours == sdk
+    assert sum("ended span" in record.getMessage() for record in caplog.records) == 2

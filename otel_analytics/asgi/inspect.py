@@ -177,17 +177,19 @@ class SseInspector:
 
 
 def _last_data_line(data: bytes, end: int) -> bytes | None:
-    """The last ``data:`` line (not ``[DONE]``) that ends before ``end``, without its newline."""
+    """The last ``data:`` line (not ``[DONE]``) that ends before ``end``, without its newline (a
+    carriage return before it stays: JSON reads it as white space)."""
     while True:
-        at = data.rfind(b"data:", 0, end)
-        if at < 0:
+        at = data.rfind(b"\ndata:", 0, end) + 1  # a line start, or 0: none after the first line
+        if at == 0 and (end < 5 or data[:5] != b"data:"):
             return None
-        if at == 0 or data[at - 1] == 10:  # at the start of a line, not inside one
-            line_end = data.find(b"\n", at, end)
-            line = data[at : line_end if line_end >= 0 else end].rstrip(b"\r")
-            if line[:12] != b"data: [DONE]":
-                return line
-        end = at
+        line_end = data.find(b"\n", at, end)
+        line = data[at : line_end if line_end >= 0 else end]
+        if line[:12] != b"data: [DONE]":
+            return line
+        if at == 0:
+            return None
+        end = at - 1
 
 
 class Decompressing:

@@ -38,7 +38,7 @@ from .. import runtime as _runtime
 from .._guard import report_internal_error, warn_once
 from .._json import loads
 from ..context import ANONYMOUS_USER, SessionRef, current_session
-from ..finished_spans import NOT_SAMPLED, SAMPLED
+from ..finished_spans import NOT_SAMPLED, SAMPLED, add_link
 from ..recording import emit_interaction, metadata_json
 from ..runtime import Runtime
 from ..sessions import end_session, start_session
@@ -480,13 +480,14 @@ class _Exchange:
         session = self._session
         if session is None or request.trace_id == session.trace_id:
             return
-        self._links.append(Link(request))
         runtime = self._runtime
+        finished = runtime.finished
+        self._links.append(finished.link(request) if finished is not None else Link(request))
         if runtime.can_pin_ids and server.is_recording():
             # The interaction span is built when the request ends: fix its id now to point at it.
             self._span_id = runtime.new_span_id()
             flags = SAMPLED if runtime.session_sampled(session.trace_id) else NOT_SAMPLED
-            server.add_link(SpanContext(session.trace_id, self._span_id, False, flags))
+            add_link(server, SpanContext(session.trace_id, self._span_id, False, flags))
             server.set_attribute(attrs.SESSION_ID, session.session_id)
 
     def _end(self, exc: BaseException | None) -> None:
