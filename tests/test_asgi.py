@@ -84,6 +84,23 @@ async def test_the_values_the_middleware_vouches_for_are_plain(capture_analytics
     assert spans and all(_plain(dict(span.attributes or {})) for span in spans)
 
 
+@pytest.mark.parametrize("parts", [1, 2, 5])
+async def test_a_small_body_is_read_however_many_messages_carry_it(
+    capture_analytics: CaptureAnalytics, parts: int
+) -> None:
+    body = b'{"conversationId": "conv-parts", "model": "gpt-4o-mini", "stream": false}'
+    size = -(-len(body) // parts)
+    chunks = [body[i : i + size] for i in range(0, len(body), size)]
+    app = build()
+    await call(AnalyticsMiddleware(app, server_span=False), "POST", "/api/messages", body=chunks, headers=USER)
+    assert app.state.recorder.request_bodies == [body]
+    (span,) = chats(capture_analytics)
+    assert (span["attributes"]["session.id"], span["attributes"]["gen_ai.request.model"]) == (
+        "conv-parts",
+        "gpt-4o-mini",
+    )
+
+
 async def test_large_request_is_replayed_and_the_rest_flows_live(capture_analytics: CaptureAnalytics) -> None:
     # Over the read-ahead cap: nothing is parsed, but the app still gets every byte.
     big = [b'{"conversationId": "conv-big", "text": "', b"y" * 100_000, b'"}']

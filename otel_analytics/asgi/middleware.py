@@ -289,7 +289,14 @@ class _Exchange:
             self._read_headers()
         except Exception as error:  # headers that are not bytes: analytics reads none of them
             report_internal_error("asgi.headers", error)
-        await self._read_ahead()
+        if self._json_body and self._scope.get("method") in _BODY_METHODS:
+            # Read a small JSON request body before the app runs; the app gets the same messages.
+            message = await self._receive()
+            self._pending.append(message)
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                self._read_body(message.get("body", b""))  # all in one message: the common case, inline
+            else:
+                await self._read_ahead(message)
         try:
             self._start()
         except Exception as error:
@@ -306,15 +313,11 @@ class _Exchange:
             self._end(None)
 
     # --- request -------------------------------------------------------------------------------
-    async def _read_ahead(self) -> None:
-        """Read a small JSON request body before the app runs; the app gets the same messages."""
-        if not self._json_body or self._scope.get("method") not in _BODY_METHODS:
-            return
+    async def _read_ahead(self, message: Message) -> None:
+        """Read the rest of a JSON request body sent in several messages, up to the cap."""
         size = 0
         parts: list[bytes] = []
         while True:
-            message = await self._receive()
-            self._pending.append(message)
             if message["type"] != "http.request":
                 self._disconnected = message["type"] == "http.disconnect"
                 return
@@ -325,10 +328,18 @@ class _Exchange:
             parts.append(chunk)
             if not message.get("more_body", False):
                 break
+            message = await self._receive()
+            self._pending.append(message)
+        self._read_body(b"".join(parts))
+
+    def _read_body(self, body: bytes) -> None:
+        """The request's model, stream flag and session id (read later), from a small JSON body."""
+        if not body or len(body) > _READ_AHEAD_CAP:
+            return
         try:
-            document = loads(parts[0] if len(parts) == 1 else b"".join(parts)) if parts else None
+            document = loads(body)
         except (ValueError, RecursionError):
-            document = None
+            return
         if type(document) is dict:
             self._body_document = document
             self._request_model = _text(document.get("model"))
