@@ -121,7 +121,10 @@ class Runtime:
     def new_span_id(self) -> int:
         """A span id from the tracer's generator (for a span built later, with :func:`pinned_ids`)."""
         assert isinstance(self.tracer, Tracer)
-        return self.tracer.id_generator.generate_span_id()
+        generator = self.tracer.id_generator
+        if type(generator) is PinnableIdGenerator:  # nothing is pinned here: ask its own generator
+            generator = generator._inner
+        return generator.generate_span_id()
 
     def session_sampled(self, trace_id: int) -> bool:
         """The sampler's decision for a session's trace, asked once per session (bounded memory).

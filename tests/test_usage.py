@@ -291,3 +291,10 @@ def test_a_gzip_sse_stream_reads_the_same_however_it_is_cut() -> None:
     assert read([packed]) == whole
     for cut in range(1, len(packed)):
         assert read([packed[:cut], packed[cut:]]) == whole, cut
+
+
+def test_an_event_only_pythons_json_reads_is_still_read() -> None:
+    # orjson refuses lone surrogates; the inspector then asks the standard library.
+    event = b'data: {"id": "\\ud800", "model": "m", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}\n\n'
+    usage = _read([event, b"data: [DONE]\n\n"])
+    assert usage is not None and (usage.input_tokens, usage.output_tokens, usage.response_id) == (3, 4, "\ud800")

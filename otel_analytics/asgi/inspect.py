@@ -15,6 +15,8 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+import orjson
+
 from .._json import loads
 from ..usage import Usage, read_response, usage_from_response
 
@@ -26,7 +28,11 @@ _USAGE = b'"usage"'
 
 def _loads(raw: bytes | bytearray) -> Any:
     try:
-        return loads(raw)
+        return orjson.loads(raw)  # directly: a call fewer for every event read
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return loads(raw)  # what orjson refuses and Python's JSON reads (see _json)
     except (ValueError, RecursionError):
         return None
 
