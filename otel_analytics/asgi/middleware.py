@@ -244,27 +244,38 @@ def _instrumented(app: Any) -> bool:
 class _Exchange:
     """One request/response: all of its state, and the interaction or session event it records."""
 
-    # Defaults at class level: a request sets only what it learns.
-    _start_ns = 0
-    _span_id: int | None = None
-    _provider: str | None = None
-    _metadata: str | None = None
-    _inspector: Inspector | None = None
-    _unread: list[bytes] | None = None  # chunks passed on, not yet handed to the inspector
-    _status = 0
-    _disconnected = False
-    _done = False
-    _final_at: int | None = None
-    _linked = True
-    _body_document: Any = None
-    _request_model: str | None = None
-    _stream = False
-    _session: SessionRef | None = None
-    _session_id: str | None = None
-    _user_id = ANONYMOUS_USER
-    _json_body = False
-    _header_user: str | None = None
-    _header_session: str | None = None
+    # Slots: a request's state is ~30 fields; an instance dict grew (and was resized) to hold them.
+    __slots__ = (
+        "_body_document",
+        "_disconnected",
+        "_done",
+        "_final_at",
+        "_header_session",
+        "_header_user",
+        "_inspector",
+        "_json_body",
+        "_linked",
+        "_links",
+        "_metadata",
+        "_middleware",
+        "_pending",
+        "_provider",
+        "_receive",
+        "_request_model",
+        "_rule",
+        "_runtime",
+        "_scope",
+        "_send",
+        "_session",
+        "_session_id",
+        "_span_id",
+        "_start_ns",
+        "_status",
+        "_stream",
+        "_unread",
+        "_user_id",
+        "params",
+    )
 
     def __init__(
         self,
@@ -281,6 +292,26 @@ class _Exchange:
         self.params = params
         self._pending: list[Message] = []
         self._links: list[Link] = []
+        self._start_ns = 0
+        self._span_id: int | None = None
+        self._provider: str | None = None
+        self._metadata: str | None = None
+        self._inspector: Inspector | None = None
+        self._unread: list[bytes] | None = None  # chunks passed on, not yet handed to the inspector
+        self._status = 0
+        self._disconnected = False
+        self._done = False
+        self._final_at: int | None = None
+        self._linked = True
+        self._body_document: Any = None
+        self._request_model: str | None = None
+        self._stream = False
+        self._session: SessionRef | None = None
+        self._session_id: str | None = None
+        self._user_id = ANONYMOUS_USER
+        self._json_body = False
+        self._header_user: str | None = None
+        self._header_session: str | None = None
 
     async def run(self, receive: Receive, send: Send) -> None:
         self._receive = receive
