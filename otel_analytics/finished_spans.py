@@ -227,12 +227,12 @@ class FinishedSpans:
         if not self.usable():
             return None
         tracer = self._tracer
-        if isinstance(parent, trace.Span):
-            parent_span = parent
-            parent_context = parent.get_span_context()
-        else:
+        if isinstance(parent, otel_context.Context):  # a dict: cheaper to test than the Span ABC
             parent_span = trace.get_current_span(parent)
             parent_context = parent_span.get_span_context()
+        else:
+            parent_span = parent
+            parent_context = parent.get_span_context()
         if not parent_context.is_valid or parent_context.trace_flags & ~TraceFlags.SAMPLED:
             # A root span, or a parent with other flags (W3C's random-trace-id bit): trace ids
             # and those flags are the SDK's business. Session roots and interactions carry neither.
@@ -247,7 +247,7 @@ class FinishedSpans:
             trace_state: TraceState | None = parent_context.trace_state
             final: Mapping[str, Any] = attributes
         else:
-            if isinstance(parent, trace.Span):
+            if not isinstance(parent, otel_context.Context):
                 parent = trace.set_span_in_context(parent_span, otel_context.get_current())
             sampling = sampler.should_sample(parent, trace_id, name, kind, attributes, links)
             decision, trace_state = sampling.decision, sampling.trace_state
@@ -275,13 +275,15 @@ class FinishedSpans:
             final = BoundedAttributes(
                 limits.max_span_attributes, final, immutable=True, max_value_len=limits.max_span_attribute_length
             )
-        kept_links: Sequence[Link] = tuple(
-            link
-            if link.attributes is self._no_link_attributes  # made by link() (never None: usable() said so)
-            else Link(link.context, self._link_attributes(link.attributes))
-            for link in links
-            if link and link.context.is_valid
-        )
+        prepared = self._no_link_attributes  # never None here: usable() said so
+        if len(links) == 1 and links[0].attributes is prepared and links[0].context.is_valid:
+            kept_links: Sequence[Link] = (links[0],)  # the middleware's one link, made by link()
+        else:
+            kept_links = tuple(
+                link if link.attributes is prepared else Link(link.context, self._link_attributes(link.attributes))
+                for link in links
+                if link and link.context.is_valid
+            )
         if limits.max_links is not None and len(kept_links) > limits.max_links:
             kept_links = BoundedList.from_seq(limits.max_links, kept_links)
         span = self._readable(name, context, parent_context, final, kept_links, kind, start_ns, end_ns)
