@@ -25,7 +25,7 @@ from ._guard import internal_errors, report_internal_error
 from .context import SessionRef, current_session, session_parent
 from .pricing import cost_of
 from .runtime import Runtime, pinned_ids
-from .usage import Usage, token_count, usage_from_response
+from .usage import Usage, read_response, token_count
 
 _SECRET_KEYS = frozenset(
     {
@@ -330,9 +330,7 @@ class Recording:
     def record_response(self, response: Any) -> None:
         """Read model, usage, id and finish reasons from an OpenAI- or Anthropic-shaped response."""
         with internal_errors("record_response"):
-            usage = usage_from_response(response)
-            if usage is not None:
-                self._usage.merge(usage)
+            read_response(response, self._usage)
             if self._runtime.settings.capture_content:
                 output = _output_messages(response)
                 if output:
