@@ -30,13 +30,14 @@ class SessionRef(NamedTuple):
 
     @classmethod
     def of(cls, session_id: str, user_id: str | None) -> SessionRef:
-        return _session_ref(session_id, user_id or ANONYMOUS_USER)
+        trace_id, root_span_id = _ids(session_id)
+        return cls(session_id, user_id or ANONYMOUS_USER, trace_id, root_span_id)
 
 
 @functools.lru_cache(maxsize=4096)
-def _session_ref(session_id: str, user_id: str) -> SessionRef:
-    """The session with its derived ids, remembered (immutable): a conversation's requests reuse it."""
-    return SessionRef(session_id, user_id, session_trace_id(session_id), session_root_span_id(session_id))
+def _ids(session_id: str) -> tuple[int, int]:
+    """The derived ids, remembered: a conversation's requests reuse them."""
+    return session_trace_id(session_id), session_root_span_id(session_id)
 
 
 current_session: ContextVar[SessionRef | None] = ContextVar("otel_analytics_session", default=None)
