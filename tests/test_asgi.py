@@ -323,6 +323,32 @@ async def test_analytics_errors_are_swallowed_and_logged_once(
     assert len(chats(capture_analytics)) == 3  # still recorded, ended, without usage
 
 
+async def test_a_failing_inspector_never_holds_more_than_a_group_of_chunks(
+    capture_analytics: CaptureAnalytics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_analytics.asgi import inspect
+
+    handed: list[int] = []
+
+    def broken(self: Any, chunks: list[bytes]) -> None:
+        handed.append(len(chunks))
+        raise ValueError("inspector bug")
+
+    monkeypatch.setattr(inspect.SseInspector, "feed_many", broken)
+    monkeypatch.setattr(_guard, "RAISE_UNDER_PYTEST", False)
+    bare = await call(build(), "POST", "/api/messages", query=b"shape=sse", body=b"{}")
+    seen = await call(
+        AnalyticsMiddleware(build(), server_span=False),
+        "POST",
+        "/api/messages",
+        query=b"shape=sse",
+        body=b'{"conversationId": "c"}',
+    )
+    assert seen.sent == bare.sent
+    assert handed and max(handed) <= 16  # each group dropped with the failure, not carried on
+    assert len(chats(capture_analytics)) == 1
+
+
 async def test_disabled_passes_everything_through(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("ANALYTICS_ENABLED", "false")
     capture = CaptureAnalytics()

@@ -483,8 +483,10 @@ class _Exchange:
     def _read_unread(self) -> None:
         unread = self._unread
         if self._inspector is not None and unread:
-            self._inspector.feed_many(unread)
-            unread.clear()
+            try:
+                self._inspector.feed_many(unread)
+            finally:
+                unread.clear()  # read or not, never held: a failing inspector must not pile chunks up
 
     def _last_body(self) -> None:
         if self._status >= 500:
