@@ -43,26 +43,23 @@ class Usage:
         return self.input_tokens is not None or self.output_tokens is not None
 
     def merge(self, other: Usage) -> None:
-        """Fold a later observation in: reported values win over unknown ones."""
-        # Spelled out, not a loop over field names: this runs for every usage event of a stream.
-        if other.input_tokens is not None:
-            self.input_tokens = other.input_tokens
-        if other.output_tokens is not None:
-            self.output_tokens = other.output_tokens
-        if other.cache_read_tokens is not None:
-            self.cache_read_tokens = other.cache_read_tokens
-        if other.cache_write_tokens is not None:
-            self.cache_write_tokens = other.cache_write_tokens
-        if other.reasoning_tokens is not None:
-            self.reasoning_tokens = other.reasoning_tokens
-        if other.response_model is not None:
-            self.response_model = other.response_model
-        if other.response_id is not None:
-            self.response_id = other.response_id
-        reasons = self.finish_reasons
+        """Fold a later observation in: reported values win over unknown ones (a stream's events
+        are folded by :func:`read_response`, without a ``Usage`` each)."""
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "response_model",
+            "response_id",
+        ):
+            value = getattr(other, name)
+            if value is not None:
+                setattr(self, name, value)
         for reason in other.finish_reasons:
-            if reason not in reasons:
-                reasons.append(reason)
+            if reason not in self.finish_reasons:
+                self.finish_reasons.append(reason)
 
 
 def token_count(value: Any) -> int | None:

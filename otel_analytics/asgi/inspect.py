@@ -13,6 +13,7 @@ what the client receives, and every inspector stops looking (never failing) past
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -107,12 +108,9 @@ class SseInspector:
         self.usage = Usage()
 
     def feed(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
-        self._size += len(chunk)
-        if self._size >= BATCH:
-            self._read_batch(final=False)
+        self.feed_many((chunk,))
 
-    def feed_many(self, chunks: list[bytes]) -> None:
+    def feed_many(self, chunks: Sequence[bytes]) -> None:
         """Several chunks at once (the middleware hands them over in groups: a call per group)."""
         self._chunks += chunks
         self._size += sum(map(len, chunks))
