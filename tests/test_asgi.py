@@ -453,3 +453,18 @@ async def test_manual_spans_inside_the_app_join_the_request_session(capture_anal
     db = capture_analytics.spans(type="db")[0]["attributes"]
     assert (db["session.id"], db["user.id"]) == ("conv-m", "u1")
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_fallback_session_ids_leave_the_random_module_alone() -> None:
+    # An app that seeds the random module (ML code does) must not get repeated session ids, and
+    # the module's state is the app's.
+    import random
+
+    from otel_analytics.asgi.middleware import _fallback_session_id
+
+    random.seed(42)
+    state = random.getstate()
+    first = _fallback_session_id()
+    assert random.getstate() == state
+    random.seed(42)
+    assert _fallback_session_id().split("-")[2] != first.split("-")[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -167,9 +168,11 @@ def test_500_then_200_is_delivered_after_a_retry(spans: CaptureAnalytics, fake_t
     fake_tracker.script("/v1/track/interaction/batch", Fault(status=500), Fault(status=502))
     oa.track_api_call(session_id="s", user_id="u")
     tracker = exporter(fake_tracker.url)
+    state = random.getstate()
     assert tracker.export(finished(spans)) is SpanExportResult.SUCCESS
     assert [r.answered for r in fake_tracker.requests("/v1/track/interaction/batch")] == [500, 502, 202]
     assert tracker.stats.retried == 2
+    assert random.getstate() == state  # the jitter is not drawn from the app's random module
     assert len(fake_tracker.interactions) == 1
     tracker.shutdown()
 

@@ -61,9 +61,12 @@ _SESSION_KEYS = ("conversationId", "conversation_id", "session_id", "sessionId")
 _QUERY_KEYS = {"conversationId", "conversation_id", "session_id"}
 
 
+_OS_RANDOM = random.SystemRandom()  # not the random module: an app's random.seed() would repeat ids
+
+
 def _fallback_session_id() -> str:
     """The existing integration's fallback: ``session-<ms>-<9 base36 chars>``."""
-    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=9))
+    suffix = "".join(_OS_RANDOM.choices(string.ascii_lowercase + string.digits, k=9))
     return f"session-{int(time.time() * 1000)}-{suffix}"
 
 

@@ -64,6 +64,9 @@ _SUPPRESS = otel_context._SUPPRESS_INSTRUMENTATION_KEY  # the key every OTel ins
 _MAX_STARTED = 100_000
 _ROUTES = (SESSION_START, SESSION_END, INTERACTION, INTERACTION_BATCH)
 _BACKOFF_BASE_S = 0.25
+# Jitter from the OS, not the random module: an app's random.seed() must not make every worker
+# retry in step, and the module's state is the app's (hypothesis checks it, say).
+_JITTER = random.SystemRandom()
 _BACKOFF_CAP_S = 8.0
 
 
@@ -430,7 +433,7 @@ class TrackerSpanExporter(SpanExporter):
                 self._attempt(route, body, headers)
                 return
             except _Retryable as exc:
-                delay = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
+                delay = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt) * _JITTER.uniform(0.5, 1.0)
                 if exc.retry_after is not None:
                     delay = exc.retry_after
                 if self._stopping.is_set() or time.monotonic() + delay >= deadline:
