@@ -148,7 +148,7 @@ def track_interaction(
             start_ns=start,
             end_ns=start + duration_ns,
             links=links,
-            span_id=None,
+            pinned=None,
             parent=parent if parent is not None else otel_context.get_current(),
         )
         if links:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -182,8 +182,8 @@ def emit_interaction(
     exc: BaseException | None,
     start_ns: int,
     end_ns: int,
-    links: list[Link],
-    span_id: int | None,
+    links: Sequence[Link],
+    pinned: SpanContext | None,
     parent: otel_context.Context | None = None,
     plain: bool = False,
 ) -> SpanContext:
@@ -192,7 +192,8 @@ def emit_interaction(
     For work that is over when it is recorded (the middleware's requests, ``track_*`` calls):
     the span need not exist while the work runs, and building it once costs far less than
     updating it. Samplers still see the operation, provider and model (and everything else) when
-    it is created. ``parent`` defaults to the session's root. ``plain``: the caller vouches that
+    it is created. ``parent`` defaults to the session's root. ``pinned``: the span's context when
+    another span links to it already (its id is kept). ``plain``: the caller vouches that
     ``extra``, the ids, model and metadata are plain values (see ``FinishedSpans.emit``); what
     this function adds itself always is. Returns the span's context.
     """
@@ -215,13 +216,13 @@ def emit_interaction(
     if status is None and finished is not None:
         # The session's root stands for session_parent()'s context, built only if a sampler asks.
         where = parent if parent is not None else runtime.session_root(session.trace_id, session.root_span_id)
-        context = finished.emit(name, where, kind, span_attrs, links, start_ns, end_ns, span_id, plain)
+        context = finished.emit(name, where, kind, span_attrs, links, start_ns, end_ns, pinned, plain)
         if context is not None:
             return context
     if parent is None:
         parent = session_parent(runtime, session)
-    if span_id is not None:
-        with pinned_ids(session.trace_id, span_id):
+    if pinned is not None:
+        with pinned_ids(session.trace_id, pinned.span_id):
             span = runtime.tracer.start_span(name, parent, kind, span_attrs, links, start_ns)
     else:
         span = runtime.tracer.start_span(name, parent, kind, span_attrs, links, start_ns)

@@ -142,7 +142,8 @@ def record_both(
         "start_ns": 1_764_410_000_000_000_000,
         "end_ns": 1_764_410_000_250_000_000,
         "links": [Link(REQUEST_SPAN)],
-        "span_id": 0x1234ABCD,
+        # The context the request span's link already holds, as the middleware pins it.
+        "pinned": SpanContext(session.trace_id, 0x1234ABCD, False, TraceFlags(TraceFlags.SAMPLED)),
     }
     arguments.update(overrides)
     if arguments["links"] == "prepared":  # made by FinishedSpans.link(), as the middleware does
@@ -176,7 +177,7 @@ def record_chat(runtime: Runtime, session_id: str) -> None:
         start_ns=1,
         end_ns=2,
         links=[],
-        span_id=None,
+        pinned=None,
     )
 
 
@@ -200,7 +201,7 @@ def provider_with(collect: Collect, **options: Any) -> TracerProvider:
             id="links with attributes, limited",
         ),
         pytest.param({}, {"extra": {"custom.list": ["a", 1], "custom.float": 1.5}}, id="values the SDK cleans"),
-        pytest.param({}, {"span_id": None, "links": []}, id="no pinned id, no link"),
+        pytest.param({}, {"pinned": None, "links": []}, id="no pinned id, no link"),
         pytest.param({}, {"links": "prepared"}, id="a link made by FinishedSpans.link"),
         pytest.param({"span_limits": SpanLimits(max_links=0)}, {"links": "prepared"}, id="prepared link, limited"),
         pytest.param({"sampler": RecordOnly()}, {}, id="recorded, not sampled"),
@@ -221,12 +222,53 @@ def test_direct_span_equals_the_sdk_span(
     direct, public = record_both(provider_with(collect, **options), monkeypatch, collect, **overrides)
     assert direct is not None and public is not None
     left, right = fields(direct), fields(public)
-    if overrides.get("span_id", 1) is None:  # fresh ids: everything else is the same
+    if "pinned" in overrides:  # fresh ids: everything else is the same
         assert left["context"][1] != right["context"][1]
         for side in (left, right):
             side["context"] = side["context"][:1] + side["context"][2:]
             del side["json"], side["otlp"]
     assert left == right
+
+
+@pytest.mark.parametrize(
+    ("sampler", "kept"),
+    [
+        pytest.param(None, True, id="sampled: the pinned context is the span's"),
+        pytest.param(RecordOnly(), False, id="recorded only: other flags, a context of its own"),
+        pytest.param(Annotating(), False, id="the sampler's trace state: a context of its own"),
+    ],
+)
+def test_the_pinned_context_and_a_links_tuple_are_kept_as_they_are(sampler: Sampler | None, kept: bool) -> None:
+    # The request span links to the interaction before it exists; the span keeps that very
+    # context object when it is the one it gets (one object fewer in every queued span).
+    collect = Collect()
+    provider = provider_with(collect, **({"sampler": sampler} if sampler else {}))
+    runtime = Runtime.build(Settings(), provider)
+    assert runtime.finished is not None
+    session = SessionRef.of("conv-pinned", "u1")
+    pinned = SpanContext(session.trace_id, 0x1234ABCD, False, TraceFlags(TraceFlags.SAMPLED))
+    links = (runtime.finished.link(REQUEST_SPAN),)
+    context = emit_interaction(
+        runtime,
+        "chat",
+        session,
+        model="gpt-4o-mini",
+        provider="openai",
+        metadata=None,
+        extra=None,
+        usage=Usage(input_tokens=1),
+        outcome="completed",
+        exc=None,
+        start_ns=1,
+        end_ns=2,
+        links=links,
+        pinned=pinned,
+    )
+    span = collect.spans[-1]
+    assert span.context is context
+    assert (context is pinned) is kept
+    assert (context.trace_id, context.span_id) == (pinned.trace_id, pinned.span_id)
+    assert span.links is links  # the middleware's tuple, not a copy of it
 
 
 class Witness(Sampler):

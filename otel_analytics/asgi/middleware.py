@@ -262,6 +262,7 @@ class _Exchange:
         "_metadata",
         "_middleware",
         "_pending",
+        "_pinned",
         "_provider",
         "_receive",
         "_request_model",
@@ -271,7 +272,6 @@ class _Exchange:
         "_send",
         "_session",
         "_session_id",
-        "_span_id",
         "_start_ns",
         "_status",
         "_stream",
@@ -294,9 +294,9 @@ class _Exchange:
         self._rule = rule
         self.params = params
         self._pending: list[Message] = []
-        self._links: list[Link] = []
+        self._links: tuple[Link, ...] = ()  # the span keeps this tuple: no list, no copy
         self._start_ns = 0
-        self._span_id: int | None = None
+        self._pinned: SpanContext | None = None  # the interaction's context, linked to in advance
         self._provider: str | None = None
         self._metadata: str | None = None
         self._inspector: Inspector | None = None
@@ -529,12 +529,13 @@ class _Exchange:
             return
         runtime = self._runtime
         finished = runtime.finished
-        self._links.append(finished.link(request) if finished is not None else Link(request))
+        self._links = (finished.link(request) if finished is not None else Link(request),)  # linked once
         if runtime.can_pin_ids and server.is_recording():
-            # The interaction span is built when the request ends: fix its id now to point at it.
-            self._span_id = runtime.new_span_id()
+            # The interaction span is built when the request ends: fix its context now to point
+            # at it (the span then keeps this very object as its own context).
             flags = SAMPLED if runtime.session_sampled(session.trace_id) else NOT_SAMPLED
-            add_link(server, SpanContext(session.trace_id, self._span_id, False, flags))
+            self._pinned = SpanContext(session.trace_id, runtime.new_span_id(), False, flags)
+            add_link(server, self._pinned)
             server.set_attribute(attrs.SESSION_ID, session.session_id)
 
     def _end(self, exc: BaseException | None) -> None:
@@ -586,7 +587,7 @@ class _Exchange:
             start_ns=self._start_ns,
             end_ns=self._final_at or time.time_ns(),
             links=self._links,
-            span_id=self._span_id,
+            pinned=self._pinned,
             plain=True,  # every value above is a str, int, bool or float made here, or read by _text
         )
 
