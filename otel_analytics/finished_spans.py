@@ -135,6 +135,10 @@ try:  # the class of the SDK's live spans (``Span`` is only its base)
     from opentelemetry.sdk.trace import _Span as _LiveSpan
 except ImportError:  # pragma: no cover - another SDK layout: every span takes add_link()
     _LiveSpan = None  # type: ignore[assignment,misc]
+try:  # what the SDK's span metrics are when no meter provider asks for them: calls that do nothing
+    from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics as _NoOpTracerMetrics
+except ImportError:  # pragma: no cover - an SDK without span metrics
+    _NoOpTracerMetrics = None  # type: ignore[assignment,misc]
 _no_attributes: tuple[SpanLimits | None, BoundedAttributes | None] = (None, None)
 
 
@@ -170,7 +174,8 @@ class FinishedSpans:
         self._scope = getattr(tracer, "_instrumentation_scope", None)
         self._limits = getattr(tracer, "_span_limits", None)
         self._is_enabled = getattr(tracer, "_is_enabled", None)
-        self._metrics = getattr(tracer, "_tracer_metrics", None)  # the SDK's own span metrics, if any
+        metrics = getattr(tracer, "_tracer_metrics", None)  # the SDK's own span metrics, if any
+        self._metrics = None if type(metrics) is _NoOpTracerMetrics else metrics  # off: two calls fewer
         self._processors_seen: object = None
         self._direct = False
         # Links without attributes (the common case) all get the one shared, immutable, empty set.

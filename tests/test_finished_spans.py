@@ -414,6 +414,17 @@ def test_the_sdk_span_metrics_count_both_paths_alike(sampler: Sampler | None, mo
     assert direct  # the metrics are on: something was counted
 
 
+def test_span_metrics_that_are_off_are_not_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a meter provider asking for them the SDK's span metrics do nothing: skipped.
+    from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+
+    collect = Collect()
+    runtime = Runtime.build(Settings(), provider_with(collect))
+    monkeypatch.setattr(NoOpTracerMetrics, "start_span", lambda *args: pytest.fail("no-op metrics called"))
+    record_chat(runtime, "conv-metrics-off")
+    assert len(collect.spans) == 1
+
+
 @pytest.mark.parametrize("limits", [SpanLimits(), SpanLimits(max_links=1), SpanLimits(max_link_attributes=0)])
 def test_add_link_on_a_live_span_equals_the_sdks(limits: SpanLimits, caplog: pytest.LogCaptureFixture) -> None:
     from otel_analytics.finished_spans import add_link
