@@ -1,10 +1,13 @@
 """Targets 1-3: what the analytics middleware adds to a chat request, and to the first SSE chunk.
 
-CPU per request (targets 1 and 2) is measured in process, over the ASGI protocol itself: a loop
-sends the same request to each variant and reads ``time.process_time()`` around N requests, so
-the figure is server CPU with no HTTP parsing or client noise (the same for every variant); each
-figure is the 10th percentile of many short interleaved rounds. Time to
-the first SSE chunk (target 3) is measured over real HTTP against uvicorn servers on 127.0.0.1.
+CPU per request (targets 1 and 2) is measured in process, over the ASGI protocol itself, so the
+figure is server CPU with no HTTP parsing or client noise (the same for every variant). Each
+request is timed alone (``time.process_time_ns()`` around it) and the variants take turns request
+by request, in rotating order: a slow moment of the shared VM falls on all of them alike, and
+each figure is the median of thousands of requests. (Rounds of 200 requests per variant, the
+method until 2026-11-30, let two columns doing nearly the same work, ``layer`` and ``own``,
+disagree by up to 70 µs in one run; taking turns per request they agree within a few µs.) Time
+to the first SSE chunk (target 3) is measured over real HTTP against uvicorn servers on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -23,15 +26,21 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_analytics as oa
 from bench import servers
-from bench.common import QUICK, NullExporter, async_rounds, chat_app, header, rounds, verdict
+from bench.common import QUICK, NullExporter, chat_app, header, rounds, verdict
 from otel_analytics import runtime as oa_runtime
 
-N = 50 if QUICK else 200
+N = 50 if QUICK else 200  # requests per round of the SDK-span floor
 ROUNDS = 3 if QUICK else 40
+ENDPOINTS = (("json", b""), ("sse20", b"stream=20"), ("sse220", b"stream=220"))
+# Requests per variant, timed one by one, after a warm-up (CPython specialises its bytecode with
+# exponential back-off: the stock middleware settles after ~1,000 requests).
+TIMED = {"json": 40, "sse20": 40, "sse220": 10} if QUICK else {"json": 4000, "sse20": 3000, "sse220": 800}
+WARM_UP = {"json": 5, "sse20": 5, "sse220": 2} if QUICK else {"json": 1000, "sse20": 300, "sse220": 60}
 TTFB_ROUNDS = 3 if QUICK else 9
 # Reference figures (shared/research/perf-anchors.md, the same kind of machine): what the stock
 # middleware with send/receive spans off adds. Used only to show how fast this machine is today.
 ANCHOR_STOCK_JSON_US = 110.0
+ANCHOR_STOCK_SSE_US = 144.0  # the same for a 20-chunk SSE response
 REQUEST = json.dumps(
     {
         "conversationId": "conv-bench",
@@ -64,25 +73,48 @@ def scope(query: bytes) -> dict[str, Any]:
     }
 
 
+def _receive_request() -> Any:
+    """The ASGI ``receive`` of one request: its body, then a disconnect."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": REQUEST, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _discard(message: dict[str, Any]) -> None:
+    pass
+
+
 async def serve(app: Any, query: bytes, n: int) -> float:
     """CPU µs per request for ``n`` requests to ``app``."""
-
-    async def send(message: dict[str, Any]) -> None:
-        pass
-
     started = time.process_time()
     for _ in range(n):
-        sent = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": REQUEST, "more_body": False}
-            return {"type": "http.disconnect"}
-
-        await app(scope(query), receive, send)
+        await app(scope(query), _receive_request(), _discard)
     return (time.process_time() - started) / n * 1e6
+
+
+async def cpu_of_one(app: Any, query: bytes) -> int:
+    """Process CPU ns of one request to ``app``."""
+    request_scope, receive = scope(query), _receive_request()
+    started = time.process_time_ns()
+    await app(request_scope, receive, _discard)
+    return time.process_time_ns() - started
+
+
+async def taking_turns(variants: dict[str, Any], query: bytes, n: int) -> dict[str, float]:
+    """Median CPU µs per request of each variant, the variants taking turns request by request."""
+    names = list(variants)
+    samples: dict[str, list[int]] = {name: [] for name in names}
+    for i in range(n):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            samples[name].append(await cpu_of_one(variants[name], query))
+    return {name: statistics.median(values) / 1e3 for name, values in samples.items()}
 
 
 def sdk_floor(provider: TracerProvider, n: int) -> float:
@@ -120,15 +152,10 @@ def variant_apps(processor: BatchSpanProcessor | None = None) -> tuple[TracerPro
 def cpu_per_request() -> dict[str, dict[str, float]]:
     provider, variants = variant_apps()
     results = {}
-    for label, query in (("json", b""), ("sse20", b"stream=20"), ("sse220", b"stream=220")):
-        for variant in variants.values():  # warm-up: imports, price lookups, caches
-            asyncio.run(serve(variant, query, 20))
-        measured = asyncio.run(
-            async_rounds(
-                {name: (lambda a=app_, q=query: serve(a, q, N)) for name, app_ in variants.items()}, ROUNDS, "p10"
-            )
-        )
-        results[label] = measured
+    for label, query in ENDPOINTS:
+        for variant in variants.values():  # warm-up: imports, price lookups, caches, specialisation
+            asyncio.run(serve(variant, query, WARM_UP[label]))
+        results[label] = asyncio.run(taking_turns(variants, query, TIMED[label]))
     results["floor"] = rounds({"sdk span": lambda: sdk_floor(provider, N)}, ROUNDS, "p10")
     return results
 
@@ -167,7 +194,9 @@ def per_chunk_verdict(per_chunk: float, factor: float) -> bool:
     if per_chunk < 0:
         print(f"  ?      2b. SSE: per extra chunk: {per_chunk:.2f} µs, below this run's noise: inconclusive")
         return False
-    return verdict("2b. SSE: per extra chunk", per_chunk, 1, "µs", note=f" [scaled target {factor:.1f}]")
+    return verdict(
+        "2b. SSE: per extra chunk", per_chunk / factor, 1, "reference µs", note=f" [{per_chunk:.2f} µs here]"
+    )
 
 
 def main() -> int:
@@ -175,7 +204,8 @@ def main() -> int:
     results = cpu_per_request()
     print(
         f"{'endpoint':8} {'bare':>9} {'stock':>9} {'layer':>9} {'own':>9}   {'stock-bare':>10} {'layer-stock':>11} "
-        f"{'own-stock':>9}   (CPU µs per request, p10 of {ROUNDS} rounds x {N})"
+        f"{'own-stock':>9}   (CPU µs per request, median; requests per variant: {TIMED['json']:,} JSON, "
+        f"{TIMED['sse20']:,} SSE-20, {TIMED['sse220']:,} SSE-220)"
     )
     for label in ("json", "sse20", "sse220"):
         r = results[label]
@@ -184,15 +214,21 @@ def main() -> int:
             f"{r['stock'] - r['bare']:10.1f} {r['layer'] - r['stock']:11.1f} {r['own'] - r['stock']:9.1f}"
         )
     floor = results["floor"]["sdk span"]
-    factor = (results["json"]["stock"] - results["json"]["bare"]) / ANCHOR_STOCK_JSON_US
+    # How fast this machine runs today: the stock middleware's cost against its reference figure,
+    # per kind of response (the yardstick for that kind's targets).
+    factors = {
+        "json": (results["json"]["stock"] - results["json"]["bare"]) / ANCHOR_STOCK_JSON_US,
+        "sse20": (results["sse20"]["stock"] - results["sse20"]["bare"]) / ANCHOR_STOCK_SSE_US,
+    }
     per_chunk = (
         (results["sse220"]["layer"] - results["sse220"]["stock"])
         - (results["sse20"]["layer"] - results["sse20"]["stock"])
     ) / 200  # 200 extra chunks: a difference well above the run-to-run noise
     print(f"\none SDK span with 20 attributes (the floor of one span per interaction): {floor:.1f} µs")
     print(
-        f"machine speed: the stock middleware adds {factor:.2f}x the reference figure "
-        f"({ANCHOR_STOCK_JSON_US:g} µs); targets are also shown scaled by that factor"
+        f"machine speed: the stock middleware adds {factors['json']:.2f}x its reference figure on JSON "
+        f"({ANCHOR_STOCK_JSON_US:g} µs) and {factors['sse20']:.2f}x on SSE-20 ({ANCHOR_STOCK_SSE_US:g} µs); "
+        "(the targets are µs on that reference machine: figures here are divided by that factor)"
     )
     delay = 0.02
     ttfb = first_chunk_times(delay)
@@ -201,18 +237,18 @@ def main() -> int:
         f"bare {ttfb['bare']:.2f}, stock {ttfb['stock']:.2f}, analytics (its own server span) "
         f"{ttfb['analytics']:.2f}, layer (stock + analytics) {ttfb['layer']:.2f}"
     )
-    print("\nverdicts (absolute targets, and [scaled] by this machine's speed):")
+    print("\nverdicts in reference µs (µs here / the machine-speed factor of the same kind of response):")
 
     def scaled(label: str, endpoint: str, variant: str, target: float) -> bool:
-        """A CPU target: ``variant`` minus the stock middleware on ``endpoint``, also shown scaled."""
+        """A CPU target: ``variant`` minus the stock middleware on ``endpoint``, in reference µs."""
         measured = results[endpoint][variant] - results[endpoint]["stock"]
-        return verdict(label, measured, target, "µs", note=f" [scaled target {target * factor:.0f}]")
+        return verdict(label, measured / factors[endpoint], target, "reference µs", note=f" [{measured:.1f} µs here]")
 
     checks = [
         scaled("1a. JSON: added by the analytics layer (server span present)", "json", "layer", 40),
         scaled("1b. JSON: own server span vs stock", "json", "own", 40),
         scaled("2a. SSE 20 chunks: added by the analytics layer", "sse20", "layer", 50),
-        per_chunk_verdict(per_chunk, factor),
+        per_chunk_verdict(per_chunk, factors["sse20"]),
         scaled("2c. SSE 20 chunks: own server span vs stock", "sse20", "own", 50),
         verdict("3.  time to first SSE chunk vs bare", ttfb["analytics"] / ttfb["bare"], 1.05, "x"),
         verdict("3b. time to first SSE chunk, layer vs stock", ttfb["layer"] / ttfb["stock"], 1.05, "x"),

@@ -14,7 +14,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -118,18 +118,6 @@ def rounds(variants: dict[str, Callable[[], float]], count: int, statistic: str 
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             results[name].append(variants[name]())
-    return {name: summarise(values, statistic) for name, values in results.items()}
-
-
-async def async_rounds(
-    variants: dict[str, Callable[[], Awaitable[float]]], count: int, statistic: str = "median"
-) -> dict[str, float]:
-    names = list(variants)
-    results: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(count):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            results[name].append(await variants[name]())
     return {name: summarise(values, statistic) for name, values in results.items()}
 
 
