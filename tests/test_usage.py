@@ -281,6 +281,44 @@ def test_a_gzip_sse_stream_reads_the_same_however_it_is_cut() -> None:
         assert read([packed[:cut], packed[cut:]]) == whole, cut
 
 
+def test_an_openai_stream_with_null_usage_in_every_chunk_is_decoded_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    # stream_options.include_usage: every chunk but the last carries "usage": null (in any JSON
+    # spacing). Those are not decoded: the stream costs the usage chunk and the finish reason's.
+    import json
+
+    from otel_analytics.asgi import inspect
+
+    decoded: list[bytes] = []
+    loads = inspect._loads
+    monkeypatch.setattr(inspect, "_loads", lambda raw: decoded.append(bytes(raw)) or loads(raw))
+    for separators in ((", ", ": "), (",", ":")):
+        plain = _sse_stream()
+        events = [json.loads(line[5:]) for line in plain.split(b"\n\n") if line.startswith(b"data: {")]
+        with_nulls = (
+            b"".join(
+                b"data: "
+                + json.dumps(
+                    {"usage": None, **event} if "usage" not in event else event, separators=separators
+                ).encode()
+                + b"\n\n"
+                for event in events
+            )
+            + b"data: [DONE]\n\n"
+        )
+        assert with_nulls.count(b"null") >= 6
+        expected = _read([plain])
+        decoded.clear()
+        assert _read([with_nulls]) == expected
+        assert len(decoded) == 2 and b"prompt_tokens" in decoded[0] and b'"stop"' in decoded[1]
+    spaced = b'data: {"usage" :\t null, "choices": [{"finish_reason": "stop"}], "model": "m"}\n\n'
+    decoded.clear()
+    usage = _read([spaced, b"data: [DONE]\n\n"])  # no usage at all: the last event is read, once
+    assert usage is not None and usage.finish_reasons == ["stop"] and not usage.reported
+    assert len(decoded) == 1
+    not_null = _read([b'data: {"type": "usage", "usage": {"input_tokens": 2, "output_tokens": 1}}\n\n'])
+    assert not_null is not None and not_null.input_tokens == 2
+
+
 def test_an_event_only_pythons_json_reads_is_still_read() -> None:
     # orjson refuses lone surrogates; the inspector then asks the standard library.
     event = b'data: {"id": "\\ud800", "model": "m", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}\n\n'

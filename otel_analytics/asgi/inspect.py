@@ -25,6 +25,7 @@ DEFAULT_CAP = 1 << 20
 BATCH = 32 * 1024
 """Bytes of a stream kept (as the chunks themselves) before they are searched together."""
 _USAGE = b'"usage"'
+_NULL_VALUE = (b":null", b": null")  # as the two common encoders write it; _null_follows reads the rest
 
 
 def _loads(raw: bytes | bytearray) -> Any:
@@ -147,6 +148,10 @@ class SseInspector:
         event is (found only if the end needs it: a stream's last batch is usually its only one)."""
         at = data.find(_USAGE)
         while at >= 0:
+            after = at + len(_USAGE)
+            if data.startswith(_NULL_VALUE, after) or _null_follows(data, after):
+                at = data.find(_USAGE, after)  # OpenAI's "usage": null of every chunk but the last
+                continue
             start = data.rfind(b"\n", 0, at) + 1
             end = data.find(b"\n", at)
             end = len(data) if end < 0 else end
@@ -178,6 +183,14 @@ class SseInspector:
             if line is not None:
                 self._read_event(line[5:])
         return usage, None
+
+
+def _null_follows(data: bytes, at: int) -> bool:
+    """Whether the ``"usage"`` that ends at ``at`` is a key whose value is ``null``: an OpenAI stream
+    asked for usage carries ``"usage": null`` in every chunk but the last, and decoding each of
+    them would cost a parse per chunk where the stream needs two."""
+    rest = data[at : at + 32].lstrip()
+    return rest[:1] == b":" and rest[1:].lstrip()[:4] == b"null"
 
 
 def _last_data_line(data: bytes, end: int) -> bytes | None:
