@@ -161,9 +161,11 @@ def record_both(
     return direct, public
 
 
-def record_chat(runtime: Runtime, session_id: str) -> None:
+def record_chat(
+    runtime: Runtime, session_id: str, links: Sequence[Link] = (), pinned: SpanContext | None = None
+) -> SpanContext:
     """A minimal finished chat interaction, through whichever path the runtime takes."""
-    emit_interaction(
+    return emit_interaction(
         runtime,
         "chat",
         SessionRef.of(session_id, "u1"),
@@ -176,8 +178,8 @@ def record_chat(runtime: Runtime, session_id: str) -> None:
         exc=None,
         start_ns=1,
         end_ns=2,
-        links=[],
-        pinned=None,
+        links=links,
+        pinned=pinned,
     )
 
 
@@ -248,22 +250,7 @@ def test_the_pinned_context_and_a_links_tuple_are_kept_as_they_are(sampler: Samp
     session = SessionRef.of("conv-pinned", "u1")
     pinned = SpanContext(session.trace_id, 0x1234ABCD, False, TraceFlags(TraceFlags.SAMPLED))
     links = (runtime.finished.link(REQUEST_SPAN),)
-    context = emit_interaction(
-        runtime,
-        "chat",
-        session,
-        model="gpt-4o-mini",
-        provider="openai",
-        metadata=None,
-        extra=None,
-        usage=Usage(input_tokens=1),
-        outcome="completed",
-        exc=None,
-        start_ns=1,
-        end_ns=2,
-        links=links,
-        pinned=pinned,
-    )
+    context = record_chat(runtime, "conv-pinned", links, pinned)
     span = collect.spans[-1]
     assert span.context is context
     assert (context is pinned) is kept
