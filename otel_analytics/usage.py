@@ -10,7 +10,8 @@ Shapes understood:
   ``prompt_tokens_details.cached_tokens``, ``completion_tokens_details.reasoning_tokens``;
   streaming chunks carry ``usage`` on the last chunk when ``stream_options.include_usage`` is set.
 - OpenAI Responses: ``usage.input_tokens`` (includes cached), ``output_tokens``,
-  ``input_tokens_details.cached_tokens``, ``output_tokens_details.reasoning_tokens``.
+  ``input_tokens_details.cached_tokens``, ``output_tokens_details.reasoning_tokens``; streaming
+  ``response.*`` lifecycle events carry the response so far (usage on ``response.completed``).
 - Anthropic Messages: ``usage.input_tokens`` (excludes cache), ``cache_read_input_tokens``,
   ``cache_creation_input_tokens``, ``output_tokens``; streaming ``message_start`` (model, input
   usage) and ``message_delta`` (output usage, stop reason).
@@ -97,6 +98,17 @@ def _getter(obj: Any) -> Callable[[str], Any]:
 
 _SEQUENCES = (list, tuple)  # a tuple, not ``list | tuple``: that union is built anew on every call
 _ANTHROPIC = ("message", "message_delta")  # kinds whose input count leaves the cached part out
+# OpenAI Responses stream events that carry the response object (its usage once it is over).
+_RESPONSE_EVENTS = frozenset(
+    {
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    }
+)
 
 
 def usage_from_response(response: Any) -> Usage | None:
@@ -125,6 +137,8 @@ def read_response(response: Any, into: Usage) -> bool:
     kind = get("type")
     if kind == "message_start":  # Anthropic stream: the message, with input usage
         return read_response(get("message"), into)
+    if kind in _RESPONSE_EVENTS:  # OpenAI Responses stream: the response, with usage at the end
+        return read_response(get("response"), into)
     raw = get("usage")
     counts = _NO_COUNTS if raw is None else _read_usage(_getter(raw), anthropic=kind in _ANTHROPIC)
     input_tokens, output_tokens, cache_read, cache_write, reasoning = counts

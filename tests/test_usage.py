@@ -45,6 +45,58 @@ def test_openai_responses_api() -> None:
     assert (usage.input_tokens, usage.cache_read_tokens, usage.reasoning_tokens) == (300, 100, 30)
 
 
+def _responses_stream() -> bytes:
+    """An OpenAI Responses API stream, as the API sends it (abridged to the fields that matter)."""
+    import json
+
+    response = {"id": "resp_7", "object": "response", "status": "in_progress", "model": "gpt-4.1-mini-2025-04-14"}
+    events = [
+        {"type": "response.created", "sequence_number": 0, "response": response | {"output": [], "usage": None}},
+        {"type": "response.in_progress", "sequence_number": 1, "response": response | {"output": [], "usage": None}},
+        *(
+            {"type": "response.output_text.delta", "item_id": "msg_7", "output_index": 0, "delta": f"w{i} "}
+            for i in range(5)
+        ),
+        {
+            "type": "response.completed",
+            "sequence_number": 8,
+            "response": response
+            | {
+                "status": "completed",
+                "output": [{"type": "message", "content": [{"type": "output_text", "text": "w0 w1 w2 w3 w4"}]}],
+                "usage": {
+                    "input_tokens": 36,
+                    "input_tokens_details": {"cached_tokens": 12},
+                    "output_tokens": 87,
+                    "output_tokens_details": {"reasoning_tokens": 20},
+                    "total_tokens": 123,
+                },
+            },
+        },
+    ]
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+
+def test_an_openai_responses_stream_reports_its_usage_however_it_is_cut() -> None:
+    stream = _responses_stream()
+    whole = _read([stream])
+    assert whole is not None and whole.reported
+    assert (whole.input_tokens, whole.output_tokens, whole.cache_read_tokens, whole.reasoning_tokens) == (
+        36,
+        87,
+        12,
+        20,
+    )
+    assert (whole.response_model, whole.response_id) == ("gpt-4.1-mini-2025-04-14", "resp_7")
+    events = [event + b"\n\n" for event in stream.split(b"\n\n") if event]
+    assert _read(events) == whole
+    for cut in range(1, len(stream), 7):
+        assert _read([stream[:cut], stream[cut:]]) == whole, cut
+    # The lifecycle events before the end carry the model and no usage yet.
+    created = usage_from_response({"type": "response.created", "response": {"model": "m", "usage": None}})
+    assert created is not None and created.response_model == "m" and not created.reported
+
+
 def test_anthropic_message_counts_cached_tokens_as_input() -> None:
     usage = usage_from_response(
         {
