@@ -137,7 +137,7 @@ def read_response(response: Any, into: Usage) -> bool:
     kind = get("type")
     if kind == "message_start":  # Anthropic stream: the message, with input usage
         return read_response(get("message"), into)
-    if kind in _RESPONSE_EVENTS:  # OpenAI Responses stream: the response, with usage at the end
+    if type(kind) is str and kind in _RESPONSE_EVENTS:  # OpenAI Responses stream: usage at the end
         return read_response(get("response"), into)
     raw = get("usage")
     counts = _NO_COUNTS if raw is None else _read_usage(_getter(raw), anthropic=kind in _ANTHROPIC)

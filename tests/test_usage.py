@@ -92,6 +92,10 @@ def test_an_openai_responses_stream_reports_its_usage_however_it_is_cut() -> Non
     assert _read(events) == whole
     for cut in range(1, len(stream), 7):
         assert _read([stream[:cut], stream[cut:]]) == whole, cut
+    # A type of any other JSON kind is only not a lifecycle event (a list is not even hashable).
+    for kind in (["response.completed"], {"a": 1}, 3, None):
+        odd = usage_from_response({"type": kind, "usage": {"prompt_tokens": 2, "completion_tokens": 1}})
+        assert odd is not None and (odd.input_tokens, odd.output_tokens) == (2, 1)
     # The lifecycle events before the end carry the model and no usage yet.
     created = usage_from_response({"type": "response.created", "response": {"model": "m", "usage": None}})
     assert created is not None and created.response_model == "m" and not created.reported
