@@ -3,8 +3,9 @@
 CPU per request (targets 1 and 2) is measured in process, over the ASGI protocol itself, so the
 figure is server CPU with no HTTP parsing or client noise (the same for every variant). Each
 request is timed alone (``time.process_time_ns()`` around it) and the variants take turns request
-by request, in rotating order: a slow moment of the shared VM falls on all of them alike, and
-each figure is the median of thousands of requests. (Rounds of 200 requests per variant, the
+by request, in rotating order, and the JSON and SSE requests are spread over the same run: a slow
+moment of the shared VM falls on all of them alike, and each figure is the median of thousands of
+requests. (Rounds of 200 requests per variant, the
 method until 2026-11-30, let two columns doing nearly the same work, ``layer`` and ``own``,
 disagree by up to 70 µs in one run; taking turns per request they agree within a few µs.) Time
 to the first SSE chunk (target 3) is measured over real HTTP against uvicorn servers on 127.0.0.1.
@@ -108,14 +109,25 @@ async def cpu_of_one(app: Any, query: bytes) -> int:
     return time.process_time_ns() - started
 
 
-async def taking_turns(variants: dict[str, Any], query: bytes, n: int) -> dict[str, float]:
-    """Median CPU µs per request of each variant, the variants taking turns request by request."""
-    names = list(variants)
-    samples: dict[str, list[int]] = {name: [] for name in names}
-    for i in range(n):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            samples[name].append(await cpu_of_one(variants[name], query))
-    return {name: statistics.median(values) / 1e3 for name, values in samples.items()}
+async def taking_turns(variants: dict[str, Any], counts: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Median CPU µs per request of each variant and endpoint. The variants take turns request by
+    request, and the endpoints' requests are spread evenly over the same run: the stock
+    middleware's figure on each kind of response (the yardstick of that kind's targets) is
+    measured at the same moments of the machine as everything else."""
+    names, queries = list(variants), dict(ENDPOINTS)
+    samples: dict[str, dict[str, list[int]]] = {label: {name: [] for name in names} for label in counts}
+    longest = max(counts.values())
+    for i in range(longest):
+        for label, n in counts.items():
+            if (i * n) // longest == ((i + 1) * n) // longest:
+                continue  # this endpoint's requests are spread over the longest one's
+            turn = len(samples[label][names[0]])
+            for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                samples[label][name].append(await cpu_of_one(variants[name], queries[label]))
+    return {
+        label: {name: statistics.median(values) / 1e3 for name, values in by_variant.items()}
+        for label, by_variant in samples.items()
+    }
 
 
 def sdk_floor(provider: TracerProvider, n: int) -> float:
@@ -152,11 +164,10 @@ def variant_apps(processor: BatchSpanProcessor | None = None) -> tuple[TracerPro
 
 def cpu_per_request() -> dict[str, dict[str, float]]:
     provider, variants = variant_apps()
-    results = {}
     for label, query in ENDPOINTS:
         for variant in variants.values():  # warm-up: imports, price lookups, caches, specialisation
             asyncio.run(serve(variant, query, WARM_UP[label]))
-        results[label] = asyncio.run(taking_turns(variants, query, TIMED[label]))
+    results = asyncio.run(taking_turns(variants, TIMED))
     results["floor"] = rounds({"sdk span": lambda: sdk_floor(provider, N)}, ROUNDS, "p10")
     return results
 
