@@ -16,7 +16,7 @@ import otel_analytics as oa
 from otel_analytics import _guard
 from otel_analytics.asgi import AnalyticsMiddleware, RouteRule
 from otel_analytics.testing import CaptureAnalytics
-from tests.asgi_client import ReceiveLog, call
+from tests.asgi_client import Exchange, ReceiveLog, call
 from tests.chat_apps import build, gzipped
 
 pytestmark = pytest.mark.anyio
@@ -25,6 +25,13 @@ USER = [(b"x-user-id", b"u1")]
 
 def chats(capture: CaptureAnalytics) -> list[dict[str, Any]]:
     return capture.spans(type="chat")
+
+
+async def sse_bare_and_through(body: bytes) -> tuple[Exchange, Exchange]:
+    """The SSE answer of the bare app, and of the same app behind the middleware given ``body``."""
+    bare = await call(build(), "POST", "/api/messages", query=b"shape=sse", body=b"{}")
+    app = AnalyticsMiddleware(build(), server_span=False)
+    return bare, await call(app, "POST", "/api/messages", query=b"shape=sse", body=body)
 
 
 async def test_json_chat_records_model_usage_session_and_user(capture_analytics: CaptureAnalytics) -> None:
@@ -112,14 +119,7 @@ async def test_large_request_is_replayed_and_the_rest_flows_live(capture_analyti
 
 
 async def test_sse_stream_with_a_usage_chunk(capture_analytics: CaptureAnalytics) -> None:
-    bare = await call(build(), "POST", "/api/messages", query=b"shape=sse", body=b"{}")
-    seen = await call(
-        AnalyticsMiddleware(build(), server_span=False),
-        "POST",
-        "/api/messages",
-        query=b"shape=sse",
-        body=b'{"conversationId": "conv-s", "model": "gpt-4o-mini", "stream": true}',
-    )
+    bare, seen = await sse_bare_and_through(b'{"conversationId": "conv-s", "model": "gpt-4o-mini", "stream": true}')
     assert seen.sent == bare.sent
     assert len(seen.sent) == 23  # start, 21 events, the empty last body: forwarded one by one
     (span,) = chats(capture_analytics)
@@ -336,14 +336,7 @@ async def test_a_failing_inspector_never_holds_more_than_a_group_of_chunks(
 
     monkeypatch.setattr(inspect.SseInspector, "feed_many", broken)
     monkeypatch.setattr(_guard, "RAISE_UNDER_PYTEST", False)
-    bare = await call(build(), "POST", "/api/messages", query=b"shape=sse", body=b"{}")
-    seen = await call(
-        AnalyticsMiddleware(build(), server_span=False),
-        "POST",
-        "/api/messages",
-        query=b"shape=sse",
-        body=b'{"conversationId": "c"}',
-    )
+    bare, seen = await sse_bare_and_through(b'{"conversationId": "c"}')
     assert seen.sent == bare.sent
     assert handed and max(handed) <= 16  # each group dropped with the failure, not carried on
     assert len(chats(capture_analytics)) == 1
