@@ -13,7 +13,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -119,10 +118,6 @@ def rounds(variants: dict[str, Callable[[], float]], count: int, statistic: str 
         for name in order:
             results[name].append(variants[name]())
     return {name: summarise(values, statistic) for name, values in results.items()}
-
-
-def cpu_us_per(n: int, started: float) -> float:
-    return (time.process_time() - started) / n * 1e6
 
 
 def verdict(
