@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -154,17 +156,46 @@ def _tiered_cost(usage: Usage, price: Price) -> Cost:
     return Cost(usd=mc / 100000, micro_cents=mc, version=price.version)
 
 
-class PriceBook:
-    """Finds a model's price once and remembers it (and remembers misses)."""
+class NewNameBudget(NamedTuple):
+    """How many price lookups of names not seen before a :class:`PriceBook` may make.
 
-    def __init__(self, override_file: str | None = None) -> None:
+    A lookup of a name the snapshot does not know walks the whole table (~100-300 µs here), and
+    on the request path the name comes from the client: a client sending a new name each time
+    would pay that on every request. Past the budget a new name is answered "not looked up"
+    (not cached, so it is priced once the budget refills); known names are never limited.
+    """
+
+    burst: int = 100
+    per_second: float = 10.0
+
+
+class PriceBook:
+    """Finds a model's price once and remembers it (and remembers misses).
+
+    ``budget``: a limit on lookups of new names (the request path's book has one; the tracker's,
+    which must price everything it stores, has none). ``clock``: seconds, for the budget.
+    """
+
+    def __init__(
+        self,
+        override_file: str | None = None,
+        *,
+        budget: NewNameBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._overrides, self._override_version = load_overrides(override_file) if override_file else ({}, "")
         self._cache: dict[tuple[str | None, str], Price | None] = {}
         self._providers: dict[str, str | None] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        self._budget = budget
+        self._clock = clock
+        self._tokens = float(budget.burst) if budget is not None else 0.0
+        self._tokens_at = clock()
 
     def price(self, model: str, provider: str | None = None) -> Price | None:
+        """The price of ``model``; ``None`` when none is known, or (see :meth:`looked_up`) when
+        the budget for new names is spent."""
         key = (provider, model)
         try:
             return self._cache[key]
@@ -174,6 +205,8 @@ class PriceBook:
         if price is not None and provider and price.provider and price.provider != provider:
             price = None  # an override for the same name at another provider
         if price is None:
+            if not self._may_look_up():
+                return None  # not cached: priced when the budget allows
             price = _snapshot_price(model, provider)
         with self._lock:
             if len(self._cache) > 4096:  # bounded: model names can come from untrusted input
@@ -183,6 +216,24 @@ class PriceBook:
                 self._warned.add(model)
                 _logger.warning("otel-analytics: no price known for model %r; its interactions get no cost.", model)
         return price
+
+    def looked_up(self, model: str, provider: str | None = None) -> bool:
+        """Whether ``price(model, provider)`` answered from a lookup (``None``: no price known),
+        not from a spent budget."""
+        return (provider, model) in self._cache
+
+    def _may_look_up(self) -> bool:
+        budget = self._budget
+        if budget is None:
+            return True
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(budget.burst), self._tokens + (now - self._tokens_at) * budget.per_second)
+            self._tokens_at = now
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
 
     def provider(self, model: str | None) -> str | None:
         """The provider a model name implies, from prefixes first, then the price table."""
@@ -195,6 +246,8 @@ class PriceBook:
         provider = infer_provider(model)
         if provider is None:
             price = self.price(model)
+            if price is None and not self.looked_up(model):
+                return None  # the budget is spent: not remembered, found once it refills
             provider = price.provider if price is not None else None
         if len(self._providers) > 4096:
             self._providers.clear()

@@ -136,7 +136,11 @@ def end_attributes(
         price = runtime.prices.price(model, provider)
     cost = cost_of(usage, price) if price is not None else None
     if cost is None:
-        out[attrs.PRICING_STATUS] = "unknown_model"
+        prices = runtime.prices  # no price: none is known, or a lookup was skipped (a spent budget)
+        skipped = (priced_model and not prices.looked_up(priced_model, provider)) or (
+            model and priced_model != model and not prices.looked_up(model, provider)
+        )
+        out[attrs.PRICING_STATUS] = "not_looked_up" if skipped else "unknown_model"
         return status
     # A cost means priced; the version says by what (genai-prices, or your price file).
     out[attrs.COST_USD] = cost.usd

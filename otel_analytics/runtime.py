@@ -27,7 +27,7 @@ from ._version import __version__
 from .config import Settings
 from .errors import ConfigurationError
 from .finished_spans import FinishedSpans
-from .pricing import PriceBook
+from .pricing import NewNameBudget, PriceBook
 
 INSTRUMENTATION_SCOPE = "otel_analytics"
 
@@ -155,7 +155,15 @@ class Runtime:
                 tracer.id_generator = PinnableIdGenerator(tracer.id_generator)
         sampler = provider.sampler if isinstance(provider, SdkTracerProvider) else None
         finished = FinishedSpans(tracer) if can_pin and isinstance(tracer, Tracer) else None
-        return cls(settings, tracer, PriceBook(settings.pricing_file), sampler, can_pin, provider, finished)
+        return cls(
+            settings,
+            tracer,
+            PriceBook(settings.pricing_file, budget=NewNameBudget()),
+            sampler,
+            can_pin,
+            provider,
+            finished,
+        )
 
 
 _lock = threading.Lock()

@@ -12,6 +12,8 @@ import pytest
 from opentelemetry import trace
 
 import otel_analytics as oa
+from otel_analytics import runtime as _runtime
+from otel_analytics.pricing import NewNameBudget, PriceBook
 from otel_analytics.testing import CaptureAnalytics
 
 
@@ -211,3 +213,19 @@ def test_an_internal_error_in_track_is_swallowed_and_logged_once(
     with pytest.raises(KeyboardInterrupt):  # only exceptions are swallowed, never a KeyboardInterrupt
         with _guard.internal_errors("test"):
             raise KeyboardInterrupt
+
+
+def test_a_model_not_looked_up_for_want_of_budget_is_flagged_so(
+    capture_analytics: CaptureAnalytics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = _runtime.current()
+    monkeypatch.setattr(runtime, "prices", PriceBook(budget=NewNameBudget(burst=1, per_second=0.0)))
+    for model in ("gpt-4o", "no-such-model", "gpt-4o-mini"):  # the budget: one lookup, gpt-4o's
+        oa.track_interaction(session_id="conv-1", model_name=model, prompt_tokens=10, completion_tokens=5)
+    by_model = {span["attributes"]["gen_ai.request.model"]: span["attributes"] for span in capture_analytics.spans()}
+    assert by_model["gpt-4o"]["analytics.cost.micro_cents"] == 7  # 10 at 2.5/M (rounds to 2) + 5 at 10/M
+    assert by_model["no-such-model"]["analytics.pricing.status"] == "not_looked_up"
+    assert by_model["gpt-4o-mini"]["analytics.pricing.status"] == "not_looked_up"
+    assert "analytics.cost.micro_cents" not in by_model["gpt-4o-mini"]
+    # The tokens are kept: a tracker that prices what it stores (the local one does) still can.
+    assert by_model["gpt-4o-mini"]["gen_ai.usage.input_tokens"] == 10

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otel_analytics.errors import ConfigurationError
-from otel_analytics.pricing import Price, PriceBook, cost_of, format_usd, infer_provider, micro_cents
+from otel_analytics.pricing import NewNameBudget, Price, PriceBook, cost_of, format_usd, infer_provider, micro_cents
 from otel_analytics.usage import Usage
 
 
@@ -136,3 +136,49 @@ def test_provider_inference() -> None:
     assert infer_provider("mistral-large-latest") == "mistral_ai"
     assert infer_provider("my-model") is None
     assert infer_provider(None) is None
+
+
+def test_lookups_of_new_names_past_the_budget_are_skipped_then_made_once_it_refills(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    book = PriceBook(budget=NewNameBudget(burst=2, per_second=1.0), clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING):
+        assert book.price("no-such-model-a") is None and book.looked_up("no-such-model-a")
+        assert book.price("gpt-4o", "openai") is not None
+        # The budget is spent: a new name is not looked up (nor warned about, nor remembered) ...
+        assert book.price("gpt-4o-mini", "openai") is None
+        assert not book.looked_up("gpt-4o-mini", "openai")
+        assert book.provider("acme-large") is None
+        # ... while names already looked up are answered as before.
+        assert book.price("gpt-4o", "openai") is not None
+        assert book.price("no-such-model-a") is None
+        now[0] = 1.0  # one more lookup's worth
+        price = book.price("gpt-4o-mini", "openai")
+        assert price is not None and price.input == 0.15
+    assert [r.getMessage() for r in caplog.records] == [
+        "otel-analytics: no price known for model 'no-such-model-a'; its interactions get no cost."
+    ]
+
+
+def test_the_budget_refills_at_its_rate_up_to_its_burst() -> None:
+    now = [0.0]
+    book = PriceBook(budget=NewNameBudget(burst=3, per_second=2.0), clock=lambda: now[0])
+    found = [book.price(f"no-such-model-{i}") is None and book.looked_up(f"no-such-model-{i}") for i in range(4)]
+    assert found == [True, True, True, False]
+    now[0] = 100.0  # a long pause refills up to the burst, not beyond
+    found = [book.looked_up(name) for name in (f"new-{i}" for i in range(5)) if book.price(name) is None]
+    assert found == [True, True, True, False, False]
+    now[0] = 100.5  # half a second at 2 per second: one lookup
+    assert [book.price(name) is None and book.looked_up(name) for name in ("late-1", "late-2")] == [True, False]
+
+
+def test_overrides_and_unlimited_books_ignore_the_budget(tmp_path: Path) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text('[models."llama-internal"]\ninput = 0.2\noutput = 0.6\n')
+    spent = PriceBook(str(path), budget=NewNameBudget(burst=0, per_second=0.0))
+    assert spent.price("llama-internal") is not None  # from the file: no table walk to limit
+    assert spent.price("gpt-4o", "openai") is None
+    unlimited = PriceBook()  # the tracker's and the CLI's: every name stored gets its price
+    assert all(unlimited.price(f"no-such-model-{i}") is None for i in range(150))
+    assert unlimited.price("gpt-4o", "openai") is not None
