@@ -12,6 +12,8 @@ Shapes understood:
 - OpenAI Responses: ``usage.input_tokens`` (includes cached), ``output_tokens``,
   ``input_tokens_details.cached_tokens``, ``output_tokens_details.reasoning_tokens``; streaming
   ``response.*`` lifecycle events carry the response so far (usage on ``response.completed``).
+  Its finish reason is its ``incomplete_details.reason`` when incomplete, else its final
+  ``status`` (``completed``, ``failed``, ``cancelled``).
 - Anthropic Messages: ``usage.input_tokens`` (excludes cache), ``cache_read_input_tokens``,
   ``cache_creation_input_tokens``, ``output_tokens``; streaming ``message_start`` (model, input
   usage) and ``message_delta`` (output usage, stop reason).
@@ -218,4 +220,21 @@ def _finish_reasons(get: Callable[[str], Any]) -> list[str]:
         reason = delta.get("stop_reason") if type(delta) is dict else _get(delta, "stop_reason")
         if isinstance(reason, str) and reason and reason not in reasons:
             reasons.append(reason)
+    if get("object") == "response":
+        reason = _responses_reason(get)
+        if reason is not None and reason not in reasons:
+            reasons.append(reason)
     return reasons
+
+
+_RESPONSES_OVER = frozenset({"completed", "failed", "cancelled"})
+
+
+def _responses_reason(get: Callable[[str], Any]) -> str | None:
+    """An OpenAI Responses object's finish reason, in its own words: why it is incomplete
+    (``max_output_tokens``, ``content_filter``), or how it ended; nothing while it runs."""
+    status = get("status")
+    if status == "incomplete":
+        reason = _get(get("incomplete_details"), "reason")
+        return reason if isinstance(reason, str) and reason else "incomplete"
+    return status if type(status) is str and status in _RESPONSES_OVER else None

@@ -88,6 +88,7 @@ def test_an_openai_responses_stream_reports_its_usage_however_it_is_cut() -> Non
         20,
     )
     assert (whole.response_model, whole.response_id) == ("gpt-4.1-mini-2025-04-14", "resp_7")
+    assert whole.finish_reasons == ["completed"]  # not "in_progress", which the first events say
     events = [event + b"\n\n" for event in stream.split(b"\n\n") if event]
     assert _read(events) == whole
     for cut in range(1, len(stream), 7):
@@ -380,3 +381,26 @@ def test_an_event_only_pythons_json_reads_is_still_read() -> None:
     event = b'data: {"id": "\\ud800", "model": "m", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}\n\n'
     usage = _read([event, b"data: [DONE]\n\n"])
     assert usage is not None and (usage.input_tokens, usage.output_tokens, usage.response_id) == (3, 4, "\ud800")
+
+
+def test_an_openai_responses_finish_reason_is_why_it_is_incomplete_or_how_it_ended() -> None:
+    def reasons(**fields: Any) -> list[str]:
+        usage = usage_from_response({"id": "resp_1", "object": "response", "model": "o3", **fields})
+        assert usage is not None
+        return usage.finish_reasons
+
+    assert reasons(status="incomplete", incomplete_details={"reason": "max_output_tokens"}) == ["max_output_tokens"]
+    assert reasons(status="incomplete", incomplete_details=None) == ["incomplete"]
+    assert reasons(status="completed", incomplete_details=None) == ["completed"]
+    assert reasons(status="failed") == ["failed"]
+    assert reasons(status="in_progress") == reasons(status="queued") == reasons(status=["odd"]) == []
+    # Another API's "status" is not a finish reason.
+    other = usage_from_response({"id": "x", "model": "m", "status": "completed"})
+    assert other is not None and other.finish_reasons == []
+    # A stream that ends incomplete says why.
+    stream = _responses_stream().replace(b'"type": "response.completed"', b'"type": "response.incomplete"')
+    stream = stream.replace(
+        b'"status": "completed"', b'"status": "incomplete", "incomplete_details": {"reason": "content_filter"}'
+    )
+    cut = _read([stream])
+    assert cut is not None and cut.finish_reasons == ["content_filter"] and cut.output_tokens == 87
