@@ -108,6 +108,26 @@ async def test_a_small_body_is_read_however_many_messages_carry_it(
     )
 
 
+async def test_a_request_with_its_whole_history_is_read_for_its_keys_alone(
+    capture_analytics: CaptureAnalytics,
+) -> None:
+    # As OpenAI's SDK orders it: the history first, the keys read after it. A byte that is not
+    # UTF-8 inside a message (which Python's and orjson's JSON refuse) does not hide them.
+    history = [{"role": "user", "content": f"turn {i} " + "word " * 80} for i in range(100)]
+    body = json.dumps({"messages": history}).encode()[:-1]
+    body = body.replace(b"turn 50 ", b"turn \xff ")
+    body += b', "model": "gpt-4o-mini", "stream": false, "conversation_id": "conv-history"}'
+    assert len(body) > 40_000 and b"\xff" in body
+    app = build()
+    await call(AnalyticsMiddleware(app, server_span=False), "POST", "/api/messages", body=body, headers=USER)
+    assert app.state.recorder.request_bodies == [body]
+    (span,) = chats(capture_analytics)
+    assert (span["attributes"]["session.id"], span["attributes"]["gen_ai.request.model"]) == (
+        "conv-history",
+        "gpt-4o-mini",
+    )
+
+
 async def test_large_request_is_replayed_and_the_rest_flows_live(capture_analytics: CaptureAnalytics) -> None:
     # Over the read-ahead cap: nothing is parsed, but the app still gets every byte.
     big = [b'{"conversationId": "conv-big", "text": "', b"y" * 100_000, b'"}']

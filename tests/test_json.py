@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+import tracemalloc
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from otel_analytics._json import dumps, loads
+from otel_analytics._json import dumps, loads, top_level
 from otel_analytics.tracker.app import parse_json
 from otel_analytics.tracker.validation import ContractError
 
@@ -33,3 +38,48 @@ def test_the_tracker_keeps_its_verdicts() -> None:
     for bad in (b"[NaN]", b"[Infinity]", b"{", b""):
         with pytest.raises(ContractError):
             parse_json(bad)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+_KEYS = ("model", "stream", "conversationId", "", "é", "a b")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=8), _JSON, max_size=8))
+def test_top_level_reads_what_the_standard_library_reads(document: dict[str, Any]) -> None:
+    raw = json.dumps(document).encode()
+    assert top_level(raw, _KEYS) == tuple(json.loads(raw).get(key) for key in _KEYS)
+
+
+def test_top_level_answers_none_for_what_is_not_an_object() -> None:
+    keys = ("model",)
+    for raw in (b"[1, 2]", b'"model"', b"3", b"", b"{", b'{"model": "m"} trailing', b"[" * 100_000):
+        assert top_level(raw, keys) is None, raw[:20]
+    # What msgspec refuses but Python's JSON reads is read as Python's JSON reads it.
+    assert top_level(b'{"model": "\\ud800", "n": 1e999}', ("model", "n")) == ("\ud800", math.inf)
+    # Values it does not read are skipped, not decoded: bytes that are not UTF-8 inside them do
+    # not hide the keys (Python's JSON and orjson refuse the whole document).
+    assert top_level(b'{"text": "\xff\xfe", "model": "m"}', keys) == ("m",)
+
+
+def test_top_level_never_builds_the_values_it_does_not_return() -> None:
+    history = [{"role": "user", "content": f"message {i} " + "x" * 400} for i in range(100)]
+    raw = json.dumps({"messages": history, "model": "gpt-4o-mini"}).encode()
+
+    def peak(read: Any) -> int:
+        tracemalloc.start()
+        try:
+            read()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    top_level(raw, ("model",))  # the decoder for these keys is built once, before measuring
+    whole = peak(lambda: loads(raw))
+    keys_only = peak(lambda: top_level(raw, ("model",)))
+    assert whole > len(raw)  # the history's strings and dicts
+    assert keys_only < 2_000, (keys_only, whole)

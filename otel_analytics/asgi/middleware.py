@@ -36,7 +36,7 @@ from opentelemetry.trace import Link, SpanContext
 from .. import attributes as attrs
 from .. import runtime as _runtime
 from .._guard import report_internal_error, warn_once
-from .._json import loads
+from .._json import top_level
 from ..context import ANONYMOUS_USER, SessionRef, current_session
 from ..finished_spans import NOT_SAMPLED, SAMPLED, add_link
 from ..recording import emit_interaction, metadata_json
@@ -58,6 +58,7 @@ _READ_AHEAD_CAP = 64 * 1024
 _CHUNKS_PER_READ = 16  # at most this many response chunks are held before the inspector reads them
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SESSION_KEYS = ("conversationId", "conversation_id", "session_id", "sessionId")
+_BODY_KEYS = ("model", "stream", *_SESSION_KEYS)  # all that is read of a request body
 _QUERY_KEYS = {"conversationId", "conversation_id", "session_id"}
 
 
@@ -249,7 +250,7 @@ class _Exchange:
 
     # Slots: a request's state is ~30 fields; an instance dict grew (and was resized) to hold them.
     __slots__ = (
-        "_body_document",
+        "_body_sessions",
         "_disconnected",
         "_done",
         "_final_at",
@@ -306,7 +307,7 @@ class _Exchange:
         self._done = False
         self._final_at: int | None = None
         self._linked = True
-        self._body_document: Any = None
+        self._body_sessions: tuple[Any, ...] = ()  # the body's values of _SESSION_KEYS
         self._request_model: str | None = None
         self._stream = False
         self._session: SessionRef | None = None
@@ -370,14 +371,11 @@ class _Exchange:
         """The request's model, stream flag and session id (read later), from a small JSON body."""
         if not body or len(body) > _READ_AHEAD_CAP:
             return
-        try:
-            document = loads(body)
-        except (ValueError, RecursionError):
-            return
-        if type(document) is dict:
-            self._body_document = document
-            self._request_model = _text(document.get("model"))
-            self._stream = document.get("stream") is True
+        values = top_level(body, _BODY_KEYS)  # the rest (the messages) is checked, never built
+        if values is not None:
+            self._request_model = _text(values[0])
+            self._stream = values[1] is True
+            self._body_sessions = values[2:]
 
     async def _replay_receive(self) -> Message:
         if self._pending:
@@ -427,12 +425,10 @@ class _Exchange:
                 self._header_session = _text(value.decode("latin-1"))
 
     def _session_from_request(self, header_session: str | None) -> str | None:
-        document = self._body_document
-        if document is not None:
-            for key in _SESSION_KEYS:
-                found = _text(document.get(key))
-                if found:
-                    return found
+        for value in self._body_sessions:
+            found = _text(value)
+            if found:
+                return found
         found = RouteRule.session_from(self.params)
         if found:
             return _text(found)
