@@ -34,6 +34,16 @@ async def sse_bare_and_through(body: bytes) -> tuple[Exchange, Exchange]:
     return bare, await call(app, "POST", "/api/messages", query=b"shape=sse", body=body)
 
 
+async def session_and_model(capture: CaptureAnalytics, body: list[bytes]) -> tuple[str, str]:
+    """The session and request model recorded for a request ``body`` (sent in these messages),
+    after checking that the app received it whole."""
+    app = build()
+    await call(AnalyticsMiddleware(app, server_span=False), "POST", "/api/messages", body=body, headers=USER)
+    assert app.state.recorder.request_bodies == [b"".join(body)]
+    (span,) = chats(capture)
+    return span["attributes"]["session.id"], span["attributes"]["gen_ai.request.model"]
+
+
 async def test_json_chat_records_model_usage_session_and_user(capture_analytics: CaptureAnalytics) -> None:
     bare = await call(build(), "POST", "/api/messages", body=b'{"conversationId": "conv-1", "model": "gpt-4o-mini"}')
     app = AnalyticsMiddleware(build(), server_span=False)
@@ -98,14 +108,7 @@ async def test_a_small_body_is_read_however_many_messages_carry_it(
     body = b'{"conversationId": "conv-parts", "model": "gpt-4o-mini", "stream": false}'
     size = -(-len(body) // parts)
     chunks = [body[i : i + size] for i in range(0, len(body), size)]
-    app = build()
-    await call(AnalyticsMiddleware(app, server_span=False), "POST", "/api/messages", body=chunks, headers=USER)
-    assert app.state.recorder.request_bodies == [body]
-    (span,) = chats(capture_analytics)
-    assert (span["attributes"]["session.id"], span["attributes"]["gen_ai.request.model"]) == (
-        "conv-parts",
-        "gpt-4o-mini",
-    )
+    assert await session_and_model(capture_analytics, chunks) == ("conv-parts", "gpt-4o-mini")
 
 
 async def test_a_request_with_its_whole_history_is_read_for_its_keys_alone(
@@ -118,14 +121,7 @@ async def test_a_request_with_its_whole_history_is_read_for_its_keys_alone(
     body = body.replace(b"turn 50 ", b"turn \xff ")
     body += b', "model": "gpt-4o-mini", "stream": false, "conversation_id": "conv-history"}'
     assert len(body) > 40_000 and b"\xff" in body
-    app = build()
-    await call(AnalyticsMiddleware(app, server_span=False), "POST", "/api/messages", body=body, headers=USER)
-    assert app.state.recorder.request_bodies == [body]
-    (span,) = chats(capture_analytics)
-    assert (span["attributes"]["session.id"], span["attributes"]["gen_ai.request.model"]) == (
-        "conv-history",
-        "gpt-4o-mini",
-    )
+    assert await session_and_model(capture_analytics, [body]) == ("conv-history", "gpt-4o-mini")
 
 
 async def test_large_request_is_replayed_and_the_rest_flows_live(capture_analytics: CaptureAnalytics) -> None:
