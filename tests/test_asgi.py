@@ -124,6 +124,45 @@ async def test_a_request_with_its_whole_history_is_read_for_its_keys_alone(
     assert await session_and_model(capture_analytics, [body]) == ("conv-history", "gpt-4o-mini")
 
 
+@pytest.mark.parametrize("body", ["a str", 123, [b"{}"], bytearray(b'{"model": "m"}')])
+@pytest.mark.parametrize("messages", [1, 2])
+async def test_a_body_that_is_not_bytes_reaches_the_app_as_it_is(
+    capture_analytics: CaptureAnalytics, body: Any, messages: int
+) -> None:
+    # Not what ASGI sends (bytes), but what a broken server or an outer middleware might: the
+    # app gets it untouched, and analytics neither reads it nor raises.
+    sent = [{"type": "http.request", "body": b"{", "more_body": True}] if messages == 2 else []
+    sent.append({"type": "http.request", "body": body, "more_body": False})
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        for _ in sent:
+            received.append(await receive())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    queue = list(sent)
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/messages",
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+    await AnalyticsMiddleware(app, server_span=False)(scope, receive, send)
+    assert received == sent
+    (span,) = chats(capture_analytics)
+    assert span["attributes"]["analytics.outcome"] == "completed"
+    assert span["attributes"]["session.id"].startswith("session-")  # nothing read: a fallback
+
+
 async def test_large_request_is_replayed_and_the_rest_flows_live(capture_analytics: CaptureAnalytics) -> None:
     # Over the read-ahead cap: nothing is parsed, but the app still gets every byte.
     big = [b'{"conversationId": "conv-big", "text": "', b"y" * 100_000, b'"}']

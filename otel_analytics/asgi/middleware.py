@@ -357,6 +357,8 @@ class _Exchange:
                 self._disconnected = message["type"] == "http.disconnect"
                 return
             chunk = message.get("body", b"")
+            if type(chunk) is not bytes:
+                return  # not what ASGI sends: passed on to the app as it is, unread
             size += len(chunk)
             if size > _READ_AHEAD_CAP:
                 return  # large: the rest flows to the app live, and we don't parse it
@@ -369,8 +371,8 @@ class _Exchange:
 
     def _read_body(self, body: bytes) -> None:
         """The request's model, stream flag and session id (read later), from a small JSON body."""
-        if not body or len(body) > _READ_AHEAD_CAP:
-            return
+        if type(body) is not bytes or not body or len(body) > _READ_AHEAD_CAP:
+            return  # nothing, too much, or not what ASGI sends (passed on to the app as it is)
         values = top_level(body, _BODY_KEYS)  # the rest (the messages) is checked, never built
         if values is not None:
             self._request_model = _text(values[0])
