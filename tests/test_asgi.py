@@ -124,24 +124,28 @@ async def test_a_request_with_its_whole_history_is_read_for_its_keys_alone(
     assert await session_and_model(capture_analytics, [body]) == ("conv-history", "gpt-4o-mini")
 
 
-@pytest.mark.parametrize("body", ["a str", 123, [b"{}"], bytearray(b'{"model": "m"}')])
+@pytest.mark.parametrize("body", ["a str", 123, [b"{}"], bytearray(b'{"model": "m"}'), "no message", "no type"])
 @pytest.mark.parametrize("messages", [1, 2])
 async def test_a_body_that_is_not_bytes_reaches_the_app_as_it_is(
     capture_analytics: CaptureAnalytics, body: Any, messages: int
 ) -> None:
-    # Not what ASGI sends (bytes), but what a broken server or an outer middleware might: the
-    # app gets it untouched, and analytics neither reads it nor raises.
-    sent = [{"type": "http.request", "body": b"{", "more_body": True}] if messages == 2 else []
-    sent.append({"type": "http.request", "body": body, "more_body": False})
-    received: list[dict[str, Any]] = []
+    # Not what ASGI sends (bytes in a message), but what a broken server or an outer middleware
+    # might: the app gets it untouched, and analytics neither reads it nor raises.
+    sent: list[Any] = [{"type": "http.request", "body": b"{", "more_body": True}] if messages == 2 else []
+    if body == "no message":
+        sent.append(["not", "a", "message"])
+    elif body == "no type":
+        sent.append({"body": b"{}"})
+    else:
+        sent.append({"type": "http.request", "body": body, "more_body": False})
+    sent.append(("not", "a", "message"))  # reaches the app past the read-ahead
+    queue, received = list(sent), []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         for _ in sent:
             received.append(await receive())
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
-
-    queue = list(sent)
 
     async def receive() -> dict[str, Any]:
         return queue.pop(0) if queue else {"type": "http.disconnect"}

@@ -328,7 +328,9 @@ class _Exchange:
             # Read a small JSON request body before the app runs; the app gets the same messages.
             message = await self._receive()
             self._pending.append(message)
-            if message["type"] == "http.request" and not message.get("more_body", False):
+            if type(message) is not dict:
+                pass  # not an ASGI message: the app gets it as it is, analytics reads nothing
+            elif message.get("type") == "http.request" and not message.get("more_body", False):
                 self._read_body(message.get("body", b""))  # all in one message: the common case, inline
             else:
                 await self._read_ahead(message)
@@ -353,8 +355,8 @@ class _Exchange:
         size = 0
         parts: list[bytes] = []
         while True:
-            if message["type"] != "http.request":
-                self._disconnected = message["type"] == "http.disconnect"
+            if type(message) is not dict or message.get("type") != "http.request":
+                self._disconnected = type(message) is dict and message.get("type") == "http.disconnect"
                 return
             chunk = message.get("body", b"")
             if type(chunk) is not bytes:
@@ -383,9 +385,9 @@ class _Exchange:
         if self._pending:
             return self._pending.pop(0)
         message: Message = await self._receive()
-        if message["type"] == "http.disconnect":
+        if type(message) is dict and message.get("type") == "http.disconnect":
             self._disconnected = True
-        return message
+        return message  # anything else as it is: what the app makes of it is its own business
 
     def _start(self) -> None:
         scope, runtime = self._scope, self._runtime
