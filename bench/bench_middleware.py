@@ -32,11 +32,18 @@ from otel_analytics import runtime as oa_runtime
 
 N = 50 if QUICK else 200  # requests per round of the SDK-span floor
 ROUNDS = 3 if QUICK else 40
-ENDPOINTS = (("json", b""), ("sse20", b"stream=20"), ("sse220", b"stream=220"))
 # Requests per variant, timed one by one, after a warm-up (CPython specialises its bytecode with
 # exponential back-off: the stock middleware settles after ~1,000 requests).
-TIMED = {"json": 40, "sse20": 40, "sse220": 10} if QUICK else {"json": 4000, "sse20": 3000, "sse220": 800}
-WARM_UP = {"json": 5, "sse20": 5, "sse220": 2} if QUICK else {"json": 1000, "sse20": 300, "sse220": 60}
+TIMED = (
+    {"json": 40, "history": 10, "sse20": 40, "sse220": 10}
+    if QUICK
+    else {"json": 4000, "history": 1000, "sse20": 3000, "sse220": 800}
+)
+WARM_UP = (
+    {"json": 5, "history": 2, "sse20": 5, "sse220": 2}
+    if QUICK
+    else {"json": 1000, "history": 200, "sse20": 300, "sse220": 60}
+)
 TTFB_ROUNDS = 3 if QUICK else 9
 # Reference figures (shared/research/perf-anchors.md, the same kind of machine): what the stock
 # middleware with send/receive spans off adds. The yardsticks: the targets are µs on that machine,
@@ -50,9 +57,27 @@ REQUEST = json.dumps(
         "messages": [{"role": "user", "content": "Plan a weekend in Paris"}],
     }
 ).encode()
+# The same request from a backend that sends the whole conversation each time (OpenAI's format,
+# in the order its SDK writes it): 100 turns, ~48 KB. Informational: the targets name no size.
+HISTORY_REQUEST = json.dumps(
+    {
+        "messages": [
+            {"role": ("user", "assistant")[i % 2], "content": f"Turn {i}. " + "Plan a weekend in Paris. " * 19}
+            for i in range(100)
+        ],
+        "model": "gpt-4o-mini",
+        "conversationId": "conv-bench",
+    }
+).encode()
+ENDPOINTS = (
+    ("json", b"", REQUEST),
+    ("history", b"", HISTORY_REQUEST),
+    ("sse20", b"stream=20", REQUEST),
+    ("sse220", b"stream=220", REQUEST),
+)
 
 
-def scope(query: bytes) -> dict[str, Any]:
+def scope(query: bytes, body: bytes = REQUEST) -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -68,14 +93,14 @@ def scope(query: bytes) -> dict[str, Any]:
         "headers": [
             (b"host", b"127.0.0.1:8000"),
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(REQUEST)).encode()),
+            (b"content-length", str(len(body)).encode()),
             (b"x-user-id", b"u1"),
             (b"user-agent", b"bench"),
         ],
     }
 
 
-def _receive_request() -> Any:
+def _receive_request(body: bytes = REQUEST) -> Any:
     """The ASGI ``receive`` of one request: its body, then a disconnect."""
     sent = False
 
@@ -83,7 +108,7 @@ def _receive_request() -> Any:
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": REQUEST, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         return {"type": "http.disconnect"}
 
     return receive
@@ -93,17 +118,17 @@ async def _discard(message: dict[str, Any]) -> None:
     pass
 
 
-async def serve(app: Any, query: bytes, n: int) -> float:
+async def serve(app: Any, query: bytes, n: int, body: bytes = REQUEST) -> float:
     """CPU µs per request for ``n`` requests to ``app``."""
     started = time.process_time()
     for _ in range(n):
-        await app(scope(query), _receive_request(), _discard)
+        await app(scope(query, body), _receive_request(body), _discard)
     return (time.process_time() - started) / n * 1e6
 
 
-async def cpu_of_one(app: Any, query: bytes) -> int:
+async def cpu_of_one(app: Any, query: bytes, body: bytes = REQUEST) -> int:
     """Process CPU ns of one request to ``app``."""
-    request_scope, receive = scope(query), _receive_request()
+    request_scope, receive = scope(query, body), _receive_request(body)
     started = time.process_time_ns()
     await app(request_scope, receive, _discard)
     return time.process_time_ns() - started
@@ -114,7 +139,7 @@ async def taking_turns(variants: dict[str, Any], counts: dict[str, int]) -> dict
     request, and the endpoints' requests are spread evenly over the same run: the stock
     middleware's figure on each kind of response (the yardstick of that kind's targets) is
     measured at the same moments of the machine as everything else."""
-    names, queries = list(variants), dict(ENDPOINTS)
+    names, requests = list(variants), {label: (query, body) for label, query, body in ENDPOINTS}
     samples: dict[str, dict[str, list[int]]] = {label: {name: [] for name in names} for label in counts}
     longest = max(counts.values())
     for i in range(longest):
@@ -123,7 +148,7 @@ async def taking_turns(variants: dict[str, Any], counts: dict[str, int]) -> dict
                 continue  # this endpoint's requests are spread over the longest one's
             turn = len(samples[label][names[0]])
             for name in names[turn % len(names) :] + names[: turn % len(names)]:
-                samples[label][name].append(await cpu_of_one(variants[name], queries[label]))
+                samples[label][name].append(await cpu_of_one(variants[name], *requests[label]))
     return {
         label: {name: statistics.median(values) / 1e3 for name, values in by_variant.items()}
         for label, by_variant in samples.items()
@@ -164,9 +189,9 @@ def variant_apps(processor: BatchSpanProcessor | None = None) -> tuple[TracerPro
 
 def cpu_per_request() -> dict[str, dict[str, float]]:
     provider, variants = variant_apps()
-    for label, query in ENDPOINTS:
+    for label, query, body in ENDPOINTS:
         for variant in variants.values():  # warm-up: imports, price lookups, caches, specialisation
-            asyncio.run(serve(variant, query, WARM_UP[label]))
+            asyncio.run(serve(variant, query, WARM_UP[label], body))
     results = asyncio.run(taking_turns(variants, TIMED))
     results["floor"] = rounds({"sdk span": lambda: sdk_floor(provider, N)}, ROUNDS, "p10")
     return results
@@ -217,9 +242,10 @@ def main() -> int:
     print(
         f"{'endpoint':8} {'bare':>9} {'stock':>9} {'layer':>9} {'own':>9}   {'stock-bare':>10} {'layer-stock':>11} "
         f"{'own-stock':>9}   (CPU µs per request, median; requests per variant: {TIMED['json']:,} JSON, "
-        f"{TIMED['sse20']:,} SSE-20, {TIMED['sse220']:,} SSE-220)"
+        f"{TIMED['history']:,} JSON with a {len(HISTORY_REQUEST) // 1000} KB history, {TIMED['sse20']:,} SSE-20, "
+        f"{TIMED['sse220']:,} SSE-220)"
     )
-    for label in ("json", "sse20", "sse220"):
+    for label in ("json", "history", "sse20", "sse220"):
         r = results[label]
         print(
             f"{label:8} {r['bare']:9.1f} {r['stock']:9.1f} {r['layer']:9.1f} {r['own']:9.1f}   "
@@ -236,7 +262,15 @@ def main() -> int:
         (results["sse220"]["layer"] - results["sse220"]["stock"])
         - (results["sse20"]["layer"] - results["sse20"]["stock"])
     ) / 200  # 200 extra chunks: a difference well above the run-to-run noise
-    print(f"\none SDK span with 20 attributes (the floor of one span per interaction): {floor:.1f} µs")
+    history_extra = (results["history"]["layer"] - results["history"]["stock"]) - (
+        results["json"]["layer"] - results["json"]["stock"]
+    )
+    print(
+        f"\na request carrying its {len(HISTORY_REQUEST) // 1000} KB history: the analytics layer adds "
+        f"{history_extra:.1f} µs more than to the small one ({history_extra / factors['json']:.1f} reference µs; "
+        "no target names a size: informational)"
+    )
+    print(f"one SDK span with 20 attributes (the floor of one span per interaction): {floor:.1f} µs")
     print(
         f"machine speed: the stock middleware adds {factors['json']:.2f}x its reference figure on JSON "
         f"({ANCHOR_STOCK_JSON_US:g} µs) and {factors['sse20']:.2f}x on SSE-20 ({ANCHOR_STOCK_SSE_US:g} µs): "
