@@ -199,7 +199,10 @@ _PARAMS: dict[str, _Param] = {
         ("ANALYTICS_SESSION_HEADER",), _parse_header, "x-session-id", "Request header with the session id."
     ),
     "inspect_bytes": _Param(
-        ("ANALYTICS_INSPECT_BYTES",), _parse_positive_int, 1 << 20, "Most bytes of a body the middleware reads."
+        ("ANALYTICS_INSPECT_BYTES",),
+        _parse_positive_int,
+        1 << 20,
+        "Most bytes of a body (request or response) the middleware reads.",
     ),
 }
 

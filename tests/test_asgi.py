@@ -167,11 +167,19 @@ async def test_a_body_that_is_not_bytes_reaches_the_app_as_it_is(
     assert span["attributes"]["session.id"].startswith("session-")  # nothing read: a fallback
 
 
+async def test_a_long_conversation_is_read_up_to_the_inspection_cap(capture_analytics: CaptureAnalytics) -> None:
+    # 300 KB of history, in 16 KB messages: under ANALYTICS_INSPECT_BYTES (1 MiB), so still read.
+    body = json.dumps({"messages": ["z" * 1000] * 300, "conversation_id": "conv-long", "model": "gpt-4o"}).encode()
+    chunks = [body[i : i + 16_384] for i in range(0, len(body), 16_384)]
+    assert await session_and_model(capture_analytics, chunks) == ("conv-long", "gpt-4o")
+
+
 async def test_large_request_is_replayed_and_the_rest_flows_live(capture_analytics: CaptureAnalytics) -> None:
-    # Over the read-ahead cap: nothing is parsed, but the app still gets every byte.
+    # Over the read-ahead cap (the inspection cap): nothing is parsed, but the app still gets every byte.
     big = [b'{"conversationId": "conv-big", "text": "', b"y" * 100_000, b'"}']
     app = build()
-    await call(AnalyticsMiddleware(app, server_span=False), "POST", "/api/messages", body=big, headers=USER)
+    middleware = AnalyticsMiddleware(app, server_span=False, inspect_bytes=64 * 1024)
+    await call(middleware, "POST", "/api/messages", body=big, headers=USER)
     assert app.state.recorder.request_bodies == [b"".join(big)]
     (span,) = chats(capture_analytics)
     assert span["attributes"]["session.id"].startswith("session-")  # not read: a fallback session

@@ -3,8 +3,9 @@
 Pure ASGI, with a fresh per-request object (:class:`_Exchange`) that owns all request state;
 nothing about a request is stored on the middleware. For a request that a route rule marks:
 
-- The request body is read ahead up to a small cap (for the session id and the requested model)
-  and replayed to the app message for message, so the app receives exactly the same messages.
+- A JSON request body is read ahead up to the inspection cap (for the session id and the
+  requested model) and replayed to the app message for message, so the app receives exactly the
+  same messages.
 - The interaction span starts before the app runs; the session is set in context for the app, so
   ``oa.*`` calls inside it join the conversation.
 - Every response message is forwarded first, unchanged and at once; only then is a bounded copy
@@ -54,7 +55,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Any]
 UserIdGetter = Callable[[Scope], "str | None"]
 
 _logger = logging.getLogger("otel_analytics")
-_READ_AHEAD_CAP = 64 * 1024
 _CHUNKS_PER_READ = 16  # at most this many response chunks are held before the inspector reads them
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SESSION_KEYS = ("conversationId", "conversation_id", "session_id", "sessionId")
@@ -104,7 +104,7 @@ class AnalyticsMiddleware:
         user_header: request header with the user id (default ``ANALYTICS_USER_HEADER``, x-user-id).
         session_header: request header with the session id (``ANALYTICS_SESSION_HEADER``, x-session-id).
         server_span: ``None`` (auto), ``True`` (always add the HTTP server span), ``False`` (never).
-        inspect_bytes: most bytes of one body inspected (``ANALYTICS_INSPECT_BYTES``, 1 MiB).
+        inspect_bytes: most bytes of one body, request or response, read (``ANALYTICS_INSPECT_BYTES``, 1 MiB).
     """
 
     def __init__(
@@ -325,15 +325,17 @@ class _Exchange:
         except Exception as error:  # headers that are not bytes: analytics reads none of them
             report_internal_error("asgi.headers", error)
         if self._json_body and self._scope.get("method") in _BODY_METHODS:
-            # Read a small JSON request body before the app runs; the app gets the same messages.
+            # Read a JSON request body before the app runs (which waits for all of it anyway, to
+            # parse it); the app gets the same messages.
+            cap = self._middleware.inspect_bytes(self._runtime)
             message = await self._receive()
             self._pending.append(message)
             if type(message) is not dict:
                 pass  # not an ASGI message: the app gets it as it is, analytics reads nothing
             elif message.get("type") == "http.request" and not message.get("more_body", False):
-                self._read_body(message.get("body", b""))  # all in one message: the common case, inline
+                self._read_body(message.get("body", b""), cap)  # all in one message: the common case
             else:
-                await self._read_ahead(message)
+                await self._read_ahead(message, cap)
         try:
             self._start()
         except Exception as error:
@@ -350,8 +352,8 @@ class _Exchange:
             self._end(None)
 
     # --- request -------------------------------------------------------------------------------
-    async def _read_ahead(self, message: Message) -> None:
-        """Read the rest of a JSON request body sent in several messages, up to the cap."""
+    async def _read_ahead(self, message: Message, cap: int) -> None:
+        """Read the rest of a JSON request body sent in several messages, up to ``cap`` bytes."""
         size = 0
         parts: list[bytes] = []
         while True:
@@ -362,18 +364,18 @@ class _Exchange:
             if type(chunk) is not bytes:
                 return  # not what ASGI sends: passed on to the app as it is, unread
             size += len(chunk)
-            if size > _READ_AHEAD_CAP:
+            if size > cap:
                 return  # large: the rest flows to the app live, and we don't parse it
             parts.append(chunk)
             if not message.get("more_body", False):
                 break
             message = await self._receive()
             self._pending.append(message)
-        self._read_body(b"".join(parts))
+        self._read_body(b"".join(parts), cap)
 
-    def _read_body(self, body: bytes) -> None:
-        """The request's model, stream flag and session id (read later), from a small JSON body."""
-        if type(body) is not bytes or not body or len(body) > _READ_AHEAD_CAP:
+    def _read_body(self, body: bytes, cap: int) -> None:
+        """The request's model, stream flag and session id (read later), from a JSON body."""
+        if type(body) is not bytes or not body or len(body) > cap:
             return  # nothing, too much, or not what ASGI sends (passed on to the app as it is)
         values = top_level(body, _BODY_KEYS)  # the rest (the messages) is checked, never built
         if values is not None:
