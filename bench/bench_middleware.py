@@ -58,7 +58,7 @@ REQUEST = json.dumps(
     }
 ).encode()
 # The same request from a backend that sends the whole conversation each time (OpenAI's format,
-# in the order its SDK writes it): 100 turns, ~48 KB. Informational: the targets name no size.
+# in the order its SDK writes it): 100 turns, ~52 KB. Informational: the targets name no size.
 HISTORY_REQUEST = json.dumps(
     {
         "messages": [
