@@ -39,6 +39,12 @@ def _loads(raw: bytes | bytearray) -> Any:
         return None
 
 
+def _feed_each(inspector: Any, chunks: list[bytes]) -> None:
+    """``feed_many`` of the inspectors that read chunk by chunk."""
+    for chunk in chunks:
+        inspector.feed(chunk)
+
+
 class JsonInspector:
     """Keeps the body (within the cap) and parses it once at the end; one chunk is not copied."""
 
@@ -67,9 +73,7 @@ class JsonInspector:
             self._first = None
         self._body += chunk
 
-    def feed_many(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            self.feed(chunk)
+    feed_many = _feed_each
 
     def result(self) -> tuple[Usage | None, Any]:
         """Usage (or ``None``) and the parsed document (for session ids in a session start)."""
@@ -234,9 +238,7 @@ class Decompressing:
         if out:
             self._inner.feed(out)
 
-    def feed_many(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            self.feed(chunk)
+    feed_many = _feed_each
 
     def result(self) -> tuple[Usage | None, Any]:
         return self._inner.result()
