@@ -96,6 +96,21 @@ def _parse_positive_int(name: str, raw: str | int) -> int:
     return value
 
 
+def _parse_rate_or_unlimited(name: str, raw: str | float) -> float | None:
+    """A positive rate per second, or ``unlimited`` (``None``)."""
+    if isinstance(raw, str) and raw.strip().lower() == "unlimited":
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(
+            f"{name}={raw!r} is not valid; accepted values: a positive number per second, or unlimited."
+        )
+    return value
+
+
 def _parse_routes(name: str, raw: Any) -> Any:
     from .asgi.rules import RouteRule, parse_rules
 
@@ -188,6 +203,12 @@ _PARAMS: dict[str, _Param] = {
         None,
         "TOML or JSON price overrides (USD per 1M tokens).",
     ),
+    "new_models_per_s": _Param(
+        ("ANALYTICS_NEW_MODELS_PER_S",),
+        _parse_rate_or_unlimited,
+        20.0,
+        "New model names priced per second on the request path (10 s' worth at once), or unlimited.",
+    ),
     "service_name": _Param(("OTEL_SERVICE_NAME",), _parse_text, None, "service.name of a provider we build."),
     "routes": _Param(
         ("ANALYTICS_ROUTES",), _parse_routes, None, "Middleware route rules; unset: LibreChat-shaped defaults."
@@ -222,6 +243,7 @@ class Settings:
     timeout_s: float = 5.0
     flush_timeout_s: float = 5.0
     pricing_file: str | None = None
+    new_models_per_s: float | None = 20.0
     service_name: str | None = None
     routes: tuple[Any, ...] | None = None
     user_header: str = "x-user-id"

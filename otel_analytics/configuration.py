@@ -157,9 +157,8 @@ class AnalyticsHandle:
 def configure(*, tracer_provider: trace.TracerProvider | None = None, **overrides: Any) -> AnalyticsHandle:
     """Set up otel-analytics from the environment, with keyword overrides.
 
-    Keywords: ``enabled``, ``exporters``, ``tracker_url``, ``tracker_token``, ``capture_content``,
-    ``timeout_s``, ``flush_timeout_s``, ``pricing_file``, ``service_name``; each also read from its
-    environment variable (see the README). ``tracer_provider`` joins that provider instead of
+    Keywords: the settings of the README's table (``enabled``, ``exporters``, ``tracker_url``,
+    ``pricing_file``, ``routes``, ...), each also read from its environment variable. ``tracer_provider`` joins that provider instead of
     the global one. Raises ``ConfigurationError`` naming the variable for any bad value.
     """
     global _active

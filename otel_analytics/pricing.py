@@ -170,6 +170,11 @@ class NewNameBudget(NamedTuple):
     burst: int = 200
     per_second: float = 20.0
 
+    @classmethod
+    def per_second_of(cls, rate: float | None) -> NewNameBudget | None:
+        """A budget of ``rate`` names a second and ten seconds' worth at once (``None``: no limit)."""
+        return None if rate is None else cls(max(1, round(rate * 10)), rate)
+
 
 class PriceBook:
     """Finds a model's price once and remembers it (and remembers misses).

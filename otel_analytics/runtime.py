@@ -158,7 +158,7 @@ class Runtime:
         return cls(
             settings,
             tracer,
-            PriceBook(settings.pricing_file, budget=NewNameBudget()),
+            PriceBook(settings.pricing_file, budget=NewNameBudget.per_second_of(settings.new_models_per_s)),
             sampler,
             can_pin,
             provider,

@@ -29,6 +29,8 @@ from tests.helpers import run_python
         ("ANALYTICS_TIMEOUT_S", "nan", "positive number"),
         ("ANALYTICS_FLUSH_TIMEOUT_S", "soon", "positive number"),
         ("ANALYTICS_PRICING_FILE", "/nonexistent/prices.toml", "TOML or JSON"),
+        ("ANALYTICS_NEW_MODELS_PER_S", "0", "positive number per second, or unlimited"),
+        ("ANALYTICS_NEW_MODELS_PER_S", "lots", "positive number per second, or unlimited"),
         ("OTEL_SDK_DISABLED", "yes please", "true, false"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "http/protobuf, grpc"),
         ("OTEL_TRACES_SAMPLER", "sometimes", "parentbased_always_on"),

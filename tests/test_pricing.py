@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace import TracerProvider
 
+from otel_analytics.config import Settings
 from otel_analytics.errors import ConfigurationError
 from otel_analytics.pricing import NewNameBudget, Price, PriceBook, cost_of, format_usd, infer_provider, micro_cents
+from otel_analytics.runtime import Runtime
 from otel_analytics.usage import Usage
 
 
@@ -182,3 +185,13 @@ def test_overrides_and_unlimited_books_ignore_the_budget(tmp_path: Path) -> None
     unlimited = PriceBook()  # the tracker's and the CLI's: every name stored gets its price
     assert all(unlimited.price(f"no-such-model-{i}") is None for i in range(150))
     assert unlimited.price("gpt-4o", "openai") is not None
+
+
+@pytest.mark.parametrize(("setting", "looked_up"), [("0.5", 5), ("unlimited", 300)])
+def test_the_request_paths_budget_is_the_setting(clean_env: pytest.MonkeyPatch, setting: str, looked_up: int) -> None:
+    clean_env.setenv("ANALYTICS_NEW_MODELS_PER_S", setting)
+    runtime = Runtime.build(Settings.load(), TracerProvider())
+    names = [f"no-such-model-{i}" for i in range(300)]
+    found = [runtime.prices.price(name) is None and runtime.prices.looked_up(name) for name in names]
+    assert found == [True] * looked_up + [False] * (300 - looked_up)  # 0.5 a second: 5 at once
+    assert NewNameBudget.per_second_of(Settings().new_models_per_s) == NewNameBudget()  # the default: 200, 20/s
