@@ -158,8 +158,9 @@ def configure(*, tracer_provider: trace.TracerProvider | None = None, **override
     """Set up otel-analytics from the environment, with keyword overrides.
 
     Keywords: the settings of the README's table (``enabled``, ``exporters``, ``tracker_url``,
-    ``pricing_file``, ``routes``, ...), each also read from its environment variable. ``tracer_provider`` joins that provider instead of
-    the global one. Raises ``ConfigurationError`` naming the variable for any bad value.
+    ``pricing_file``, ``routes``, ...), each also read from its environment variable.
+    ``tracer_provider`` joins that provider instead of the global one. Raises
+    ``ConfigurationError`` naming the variable for any bad value.
     """
     global _active
     with _lock:
