@@ -32,11 +32,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from bench.bench_middleware import ANCHOR_STOCK_JSON_US, ANCHOR_STOCK_SSE_US, serve, variant_apps
+from bench.bench_middleware import (
+    ANCHOR_STOCK_JSON_US,
+    ANCHOR_STOCK_SSE_US,
+    REQUEST,
+    STREAM_REQUEST,
+    serve,
+    variant_apps,
+)
 from bench.common import QUICK, NullExporter, header, verdict
 
 VARIANTS = ("bare", "stock", "layer", "own")
-PHASES = (("json", b""), ("sse20", b"stream=20"), ("sse220", b"stream=220"))
+PHASES = (("json", b"", REQUEST), ("sse20", b"stream=20", STREAM_REQUEST), ("sse220", b"stream=220", STREAM_REQUEST))
 N_JSON = 2 if QUICK else 400
 N_SSE = 1 if QUICK else 100
 # CPython 3.11 specialises its bytecode with exponential back-off: the stock middleware's code
@@ -63,16 +70,16 @@ def child(variant: str) -> None:
     app = apps[variant]
 
     async def phases() -> None:
-        for label, query in PHASES:  # warm-up: imports, caches, the interpreter's specialisation
-            await serve(app, query, WARM_UP[label])
+        for label, query, body in PHASES:  # warm-up: imports, caches, the interpreter's specialisation
+            await serve(app, query, WARM_UP[label], body)
         # What start-up made is frozen out of the collector's sight: otherwise a full collection
         # (~100M instructions over the imported modules) lands in whichever phase crosses its
         # threshold. Collections of what the requests allocate are still counted.
         gc.collect()
         gc.freeze()
         _mark()
-        for label, query in PHASES:
-            await serve(app, query, N_JSON if label == "json" else N_SSE)
+        for label, query, body in PHASES:
+            await serve(app, query, N_JSON if label == "json" else N_SSE, body)
             _mark()
 
     asyncio.run(phases())
@@ -116,11 +123,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(max_workers=2) as pool:
         counted = dict(zip(VARIANTS, pool.map(lambda v: _count(valgrind, v, workdir), VARIANTS), strict=True))
     per = {
-        variant: {label: counts[i] / (N_JSON if label == "json" else N_SSE) for i, (label, _) in enumerate(PHASES)}
+        variant: {label: counts[i] / (N_JSON if label == "json" else N_SSE) for i, (label, _, _) in enumerate(PHASES)}
         for variant, counts in counted.items()
     }
     print(f"{'endpoint':8} {'bare':>10} {'stock':>10} {'layer':>10} {'own':>10}   (instructions per request)")
-    for label, _ in PHASES:
+    for label, _, _ in PHASES:
         row = " ".join(f"{per[v][label]:10,.0f}" for v in VARIANTS)
         print(f"{label:8} {row}")
 

@@ -57,6 +57,8 @@ REQUEST = json.dumps(
         "messages": [{"role": "user", "content": "Plan a weekend in Paris"}],
     }
 ).encode()
+# The streaming request, as a backend that counts tokens sends it (usage comes in the last chunk).
+STREAM_REQUEST = json.dumps({**json.loads(REQUEST), "stream": True, "stream_options": {"include_usage": True}}).encode()
 # The same request from a backend that sends the whole conversation each time (OpenAI's format,
 # in the order its SDK writes it): 100 turns, ~52 KB. Informational: the targets name no size.
 HISTORY_REQUEST = json.dumps(
@@ -72,8 +74,8 @@ HISTORY_REQUEST = json.dumps(
 ENDPOINTS = (
     ("json", b"", REQUEST),
     ("history", b"", HISTORY_REQUEST),
-    ("sse20", b"stream=20", REQUEST),
-    ("sse220", b"stream=220", REQUEST),
+    ("sse20", b"stream=20", STREAM_REQUEST),
+    ("sse220", b"stream=220", STREAM_REQUEST),
 )
 
 
@@ -211,7 +213,7 @@ def first_chunk_times(delay: float) -> dict[str, float]:
                 for _ in range(10 if QUICK else 60):
                     started = time.perf_counter()
                     with client.stream(
-                        "POST", url, content=REQUEST, headers={"content-type": "application/json"}
+                        "POST", url, content=STREAM_REQUEST, headers={"content-type": "application/json"}
                     ) as response:
                         first = True
                         for _line in response.iter_lines():  # read to the end, timing the first line

@@ -51,21 +51,27 @@ COMPLETION = {
 
 
 def sse_events(n: int) -> list[bytes]:
-    """``n`` events: ``n - 1`` content deltas and the usage chunk, then ``[DONE]``."""
+    """``n`` events as OpenAI streams them when the request asks for usage
+    (``stream_options.include_usage``, which a backend that counts tokens sets): compact JSON,
+    ``"usage":null`` in every chunk but the last, ``n - 1`` deltas and the usage chunk, then ``[DONE]``."""
     base = {
         "id": "chatcmpl-s1",
         "object": "chat.completion.chunk",
         "created": 1764410000,
         "model": "gpt-4o-mini-2024-07-18",
+        "system_fingerprint": "fp_0123456789",
     }
     events = []
     for i in range(n - 1):
+        delta = {"role": "assistant", "content": ""} if i == 0 else {"content": f"word{i} "}
         finish = "stop" if i == n - 2 else None
-        events.append(base | {"choices": [{"index": 0, "delta": {"content": f"word{i} "}, "finish_reason": finish}]})
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        events.append(base | {"choices": [choice], "usage": None})
     events.append(
         base | {"choices": [], "usage": {"prompt_tokens": 300, "completion_tokens": n - 1, "total_tokens": 300 + n - 1}}
     )
-    return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+    compact = {"separators": (",", ":")}
+    return [f"data: {json.dumps(e, **compact)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
 
 
 def chat_app(first_chunk_delay: float = 0.0) -> Starlette:
