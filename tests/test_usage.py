@@ -376,6 +376,34 @@ def test_an_openai_stream_with_null_usage_in_every_chunk_is_decoded_twice(monkey
     assert not_null is not None and not_null.input_tokens == 2
 
 
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")])
+def test_every_usage_object_between_nulls_is_read_however_the_stream_is_cut(
+    monkeypatch: pytest.MonkeyPatch, separators: tuple[str, str]
+) -> None:
+    # Past a null, the inspector searches for the next usage object in one step: none between
+    # may be missed (an OpenAI Responses stream: nulls while it runs; input, then output counts).
+    import json
+
+    from otel_analytics.asgi import inspect
+
+    events = [
+        {"type": "response.created", "response": {"object": "response", "status": "in_progress", "usage": None}},
+        {"type": "response.output_text.delta", "delta": "Hi", "usage": None},
+        {"type": "message_start", "message": {"model": "m-1", "usage": {"input_tokens": 5, "output_tokens": 1}}},
+        {"type": "response.output_text.delta", "delta": "there", "usage": None},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}},
+        {"type": "response.output_text.delta", "delta": "!", "usage": None},
+    ]
+    stream = b"".join(b"data: " + json.dumps(e, separators=separators).encode() + b"\n\n" for e in events)
+    whole = _read([stream])
+    assert whole is not None
+    assert (whole.input_tokens, whole.output_tokens, whole.response_model) == (5, 7, "m-1")
+    assert whole.finish_reasons == ["end_turn"]
+    monkeypatch.setattr(inspect, "BATCH", 64)  # a batch boundary inside every event, and between
+    for size in (1, 7, 64, 200):
+        assert _read([stream[i : i + size] for i in range(0, len(stream), size)]) == whole, size
+
+
 def test_an_event_only_pythons_json_reads_is_still_read() -> None:
     # orjson refuses lone surrogates; the inspector then asks the standard library.
     event = b'data: {"id": "\\ud800", "model": "m", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}\n\n'
