@@ -346,8 +346,8 @@ def test_an_openai_stream_with_null_usage_in_every_chunk_is_decoded_twice(monkey
     from otel_analytics.asgi import inspect
 
     decoded: list[bytes] = []
-    loads = inspect._loads
-    monkeypatch.setattr(inspect, "_loads", lambda raw: decoded.append(bytes(raw)) or loads(raw))
+    read_json = inspect.read_json
+    monkeypatch.setattr(inspect, "read_json", lambda raw, into: decoded.append(bytes(raw)) or read_json(raw, into))
     for separators in ((", ", ": "), (",", ":")):
         plain = _sse_stream()
         events = [json.loads(line[5:]) for line in plain.split(b"\n\n") if line.startswith(b"data: {")]

@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 
 from .._json import loads
-from ..usage import Usage, read_response, usage_from_response
+from ..usage import Usage, read_response
+from ..usage_json import read_json
 
 DEFAULT_CAP = 1 << 20
 BATCH = 32 * 1024
@@ -48,11 +49,15 @@ def _feed_each(inspector: Any, chunks: list[bytes]) -> None:
 
 
 class JsonInspector:
-    """Keeps the body (within the cap) and parses it once at the end; one chunk is not copied."""
+    """Keeps the body (within the cap) and reads it once at the end; one chunk is not copied.
 
-    __slots__ = ("_body", "_cap", "_first", "_overflow", "_size")
+    ``document``: the whole document is wanted too (a session start's answer carries its id);
+    otherwise only what usage needs is decoded (:mod:`~otel_analytics.usage_json`)."""
 
-    def __init__(self, cap: int) -> None:
+    __slots__ = ("_body", "_cap", "_document", "_first", "_overflow", "_size")
+
+    def __init__(self, cap: int, document: bool = False) -> None:
+        self._document = document
         self._first: bytes | None = None
         self._body: bytearray | None = None
         self._size = 0
@@ -82,8 +87,11 @@ class JsonInspector:
         raw = self._first if self._first is not None else self._body
         if self._overflow or not raw:
             return None, None
+        usage = Usage()
+        if not self._document:
+            return (usage if read_json(raw, usage) else None), None
         document = _loads(raw)
-        return (usage_from_response(document) if isinstance(document, dict) else None), document
+        return (usage if type(document) is dict and read_response(document, usage) else None), document
 
 
 class SseInspector:
@@ -185,9 +193,7 @@ class SseInspector:
             self._last = _last_data_line(data, len(data)) or self._last
 
     def _read_event(self, raw: bytes) -> None:
-        event = _loads(raw)
-        if type(event) is dict:
-            read_response(event, self.usage)
+        read_json(raw, self.usage)
 
     def result(self) -> tuple[Usage | None, Any]:
         self._read_batch(final=True)
@@ -282,12 +288,15 @@ def _kind_of(content_type: bytes) -> type[JsonInspector] | type[SseInspector] | 
     return kind
 
 
-def inspector_for(content_type: bytes, content_encoding: bytes, cap: int = DEFAULT_CAP) -> Inspector | None:
-    """An inspector for a response, or ``None`` when nothing in it can be read."""
+def inspector_for(
+    content_type: bytes, content_encoding: bytes, cap: int = DEFAULT_CAP, *, document: bool = False
+) -> Inspector | None:
+    """An inspector for a response, or ``None`` when nothing in it can be read. ``document``: a
+    JSON answer's whole document is wanted too (see :class:`JsonInspector`)."""
     kind = _kind_of(content_type)
     if kind is None:
         return None
-    inner = kind(cap)
+    inner = JsonInspector(cap, document) if kind is JsonInspector else SseInspector(cap)
     if not content_encoding:
         return inner
     encoding = content_encoding.strip().lower()

@@ -513,7 +513,10 @@ class _Exchange:
                     content_encoding = value
             if self._rule.kind in ("chat", "session_start"):
                 self._inspector = inspector_for(
-                    content_type, content_encoding, self._middleware.inspect_bytes(self._runtime)
+                    content_type,
+                    content_encoding,
+                    self._middleware.inspect_bytes(self._runtime),
+                    document=self._rule.kind == "session_start",
                 )
                 if self._inspector is not None:
                     self._unread = []
