@@ -20,28 +20,30 @@ from ._json import loads
 from .usage import Usage, read_response
 
 _Count = Annotated[int, msgspec.Meta(ge=0)]  # a valid token count; anything else is ValidationError
+# The structs below are gc=False: decoded JSON holds no cycles, and untracked objects cost less to
+# make and nothing to the collector.
 
 
-class _PromptDetails(msgspec.Struct):
+class _PromptDetails(msgspec.Struct, gc=False):
     cached_tokens: _Count | None = None
 
 
-class _CompletionDetails(msgspec.Struct):
+class _CompletionDetails(msgspec.Struct, gc=False):
     reasoning_tokens: _Count | None = None
 
 
-class _Usage(msgspec.Struct):
+class _Usage(msgspec.Struct, gc=False):
     prompt_tokens: _Count | None = None
     completion_tokens: _Count | None = None
     prompt_tokens_details: _PromptDetails | None = None
     completion_tokens_details: _CompletionDetails | None = None
 
 
-class _Choice(msgspec.Struct):
+class _Choice(msgspec.Struct, gc=False):
     finish_reason: str | None = None
 
 
-class _Chat(msgspec.Struct):
+class _Chat(msgspec.Struct, gc=False):
     """An OpenAI chat completion or chunk: the keys ``read_response`` reads of it. ``type``,
     ``stop_reason``, ``delta`` and ``object`` are decoded only to see that they send the text
     the general way (another API's shape)."""
