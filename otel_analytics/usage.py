@@ -113,18 +113,12 @@ _RESPONSE_EVENTS = frozenset(
 )
 
 
-def usage_from_response(response: Any) -> Usage | None:
-    """Usage from one response object or stream event; ``None`` when it carries nothing useful."""
-    usage = Usage()
-    return usage if read_response(response, usage) else None
-
-
 _NO_COUNTS = (None, None, None, None, None)
 
 
 def read_response(response: Any, into: Usage) -> bool:
-    """Fold what one response or stream event reports into ``into``, as ``into.merge(...)`` of
-    its :func:`usage_from_response` would; ``False`` (nothing folded) when it reports nothing useful.
+    """Fold what one response or stream event reports into ``into``: reported values win over
+    unknown ones, as in :meth:`Usage.merge`; ``False`` (nothing folded) when it reports nothing useful.
 
     A stream's events are read this way: no ``Usage`` is built and merged per event.
     """

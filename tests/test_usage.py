@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_analytics.usage import Usage, token_count, usage_from_response
+from otel_analytics.usage import Usage, read_response, token_count
+
+
+def usage_from_response(response: Any) -> Usage | None:
+    """Usage from one response object or stream event; ``None`` when it carries nothing useful."""
+    usage = Usage()
+    return usage if read_response(response, usage) else None
 
 
 def test_openai_chat_completion() -> None:

@@ -16,8 +16,6 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from .._json import loads
 from ..usage import Usage, read_response
 from ..usage_json import read_json
@@ -33,11 +31,7 @@ _NEXT_AFTER_NULL = ((b":null", b'"usage":{'), (b": null", b'"usage": {'))
 
 def _loads(raw: bytes | bytearray) -> Any:
     try:
-        return orjson.loads(raw)  # directly: a call fewer for every event read
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return loads(raw)  # what orjson refuses and Python's JSON reads (see _json)
+        return loads(raw)
     except (ValueError, RecursionError):
         return None
 
