@@ -7,6 +7,16 @@ import textwrap
 import threading
 from collections.abc import Callable
 
+USAGE_COUNT_KEYS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+"""The token counts a usage object may carry, in the shapes read (OpenAI's two APIs, Anthropic)."""
+
 
 def clean_environ(**extra: str) -> dict[str, str]:
     """The current environment without ANALYTICS_* / OTEL_* variables, plus ``extra``."""

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otel_analytics.usage import Usage, read_response, token_count
+from tests.helpers import USAGE_COUNT_KEYS
 
 
 def usage_from_response(response: Any) -> Usage | None:
@@ -168,16 +169,7 @@ junk = st.one_of(
 )
 
 
-usage_keys = st.sampled_from(
-    [
-        "prompt_tokens",
-        "completion_tokens",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-    ]
-)
+usage_keys = st.sampled_from(USAGE_COUNT_KEYS)
 
 
 @given(st.dictionaries(usage_keys, junk))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from otel_analytics import usage_json
 from otel_analytics.usage import Usage, read_response
 from otel_analytics.usage_json import read_json
+from tests.helpers import USAGE_COUNT_KEYS
 
 # Values of every JSON type, the valid ones (counts, names) among them.
 _scalars = (
@@ -31,17 +32,7 @@ _usages = (
     | _values
     | st.fixed_dictionaries(
         {},
-        optional={
-            key: _counts
-            for key in (
-                "prompt_tokens",
-                "completion_tokens",
-                "input_tokens",
-                "output_tokens",
-                "cache_read_input_tokens",
-                "cache_creation_input_tokens",
-            )
-        }
+        optional={key: _counts for key in USAGE_COUNT_KEYS}
         | {key: _details for key in ("prompt_tokens_details", "completion_tokens_details", "input_tokens_details")},
     )
 )
