@@ -103,6 +103,29 @@ def _static_decisions(sampler: object) -> tuple[Decision, ...] | None:
     return None
 
 
+def _context_fields_known() -> bool:
+    """Whether a ``SpanContext`` is the tuple ``(trace_id, span_id, is_remote, trace_flags,
+    trace_state, is_valid)``, as the SDK has built it so far (checked, not assumed)."""
+    probe = SpanContext(1, 2, True, TraceFlags(1), TraceState([("k", "v")]))
+    return tuple(probe) == (probe.trace_id, probe.span_id, True, probe.trace_flags, probe.trace_state, True)
+
+
+_CONTEXT_FIELDS_KNOWN: bool | None = None
+
+
+def _fields(context: SpanContext) -> tuple[int, int, bool, TraceFlags, TraceState, bool]:
+    """A span context's fields, read as one tuple: each of its properties is a Python call
+    (~600 instructions; an emitted span read a dozen of them), the tuple it is holds them all."""
+    global _CONTEXT_FIELDS_KNOWN
+    if type(context) is SpanContext:
+        if _CONTEXT_FIELDS_KNOWN is None:
+            _CONTEXT_FIELDS_KNOWN = _context_fields_known()
+        if _CONTEXT_FIELDS_KNOWN:
+            return context
+    c = context
+    return c.trace_id, c.span_id, c.is_remote, c.trace_flags, c.trace_state, c.is_valid
+
+
 _new_object = object.__new__
 _READABLE_FIELDS = [
     "_name",
@@ -246,18 +269,18 @@ class FinishedSpans:
         else:
             parent_span = parent
             parent_context = parent.get_span_context()
-        if not parent_context.is_valid or parent_context.trace_flags & ~TraceFlags.SAMPLED:
+        trace_id, _, parent_remote, parent_flags, parent_state, parent_valid = _fields(parent_context)
+        if not parent_valid or parent_flags & ~TraceFlags.SAMPLED:
             # A root span, or a parent with other flags (W3C's random-trace-id bit): trace ids
             # and those flags are the SDK's business. Session roots and interactions carry neither.
             return None
-        trace_id = parent_context.trace_id
         sampler = tracer.sampler
         if sampler is not self._sampler_seen:
             self._sampler_seen, self._static = sampler, _static_decisions(sampler)
         static = self._static
         if static is not None:  # what the sampler would answer, without building its answer
-            decision = static[2 * parent_context.is_remote + parent_context.trace_flags.sampled]
-            trace_state: TraceState | None = parent_context.trace_state
+            decision = static[2 * parent_remote + (parent_flags & TraceFlags.SAMPLED)]
+            trace_state: TraceState | None = parent_state
             final: Mapping[str, Any] = attributes
         else:
             if not isinstance(parent, otel_context.Context):
@@ -266,18 +289,20 @@ class FinishedSpans:
             decision, trace_state = sampling.decision, sampling.trace_state
             final = sampling.attributes or {}
         flags = SAMPLED if decision is Decision.RECORD_AND_SAMPLE else NOT_SAMPLED
+        pinned_fields = _fields(pinned) if pinned is not None else None
         if (
             pinned is not None
-            and pinned.trace_id == trace_id
-            and pinned.trace_flags == flags
-            and pinned.trace_state is trace_state
-            and not pinned.is_remote
+            and pinned_fields is not None
+            and pinned_fields[0] == trace_id
+            and pinned_fields[3] == flags
+            and pinned_fields[4] is trace_state
+            and not pinned_fields[2]
         ):
             context = pinned
         else:
             context = SpanContext(  # positional: (trace_id, span_id, is_remote, trace_flags, trace_state)
                 trace_id,
-                pinned.span_id if pinned is not None else tracer.id_generator.generate_span_id(),
+                pinned_fields[1] if pinned_fields is not None else tracer.id_generator.generate_span_id(),
                 False,
                 flags,
                 trace_state,

@@ -298,6 +298,21 @@ def test_spans_are_built_by_the_constructor_when_the_sdk_fields_differ(monkeypat
     assert direct is not None and public is not None and fields(direct) == fields(public)
 
 
+@pytest.mark.parametrize("known", [True, False], ids=["as one tuple", "by its properties"])
+def test_span_contexts_are_read_alike_as_a_tuple_and_by_their_properties(
+    known: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from otel_analytics import finished_spans
+
+    assert finished_spans._context_fields_known()  # the installed SDK's: the tuple is what runs
+    monkeypatch.setattr(finished_spans, "_CONTEXT_FIELDS_KNOWN", known)
+    context = SpanContext(7, 9, True, TraceFlags(1), TraceState([("k", "v")]))
+    assert tuple(finished_spans._fields(context)) == (7, 9, True, TraceFlags(1), context.trace_state, True)
+    collect = Collect()
+    direct, public = record_both(provider_with(collect), monkeypatch, collect)
+    assert direct is not None and public is not None and fields(direct) == fields(public)
+
+
 @pytest.mark.parametrize(
     "sampler",
     [ParentBased(ALWAYS_OFF), ParentBased(ALWAYS_ON, remote_parent_sampled=ALWAYS_OFF), ALWAYS_OFF],
