@@ -122,8 +122,14 @@ def _fields(context: SpanContext) -> tuple[int, int, bool, TraceFlags, TraceStat
             _CONTEXT_FIELDS_KNOWN = _context_fields_known()
         if _CONTEXT_FIELDS_KNOWN:
             return context
-    c = context
-    return c.trace_id, c.span_id, c.is_remote, c.trace_flags, c.trace_state, c.is_valid
+    return (
+        context.trace_id,
+        context.span_id,
+        context.is_remote,
+        context.trace_flags,
+        context.trace_state,
+        context.is_valid,
+    )
 
 
 _new_object = object.__new__
@@ -289,20 +295,16 @@ class FinishedSpans:
             decision, trace_state = sampling.decision, sampling.trace_state
             final = sampling.attributes or {}
         flags = SAMPLED if decision is Decision.RECORD_AND_SAMPLE else NOT_SAMPLED
-        pinned_fields = _fields(pinned) if pinned is not None else None
-        if (
-            pinned is not None
-            and pinned_fields is not None
-            and pinned_fields[0] == trace_id
-            and pinned_fields[3] == flags
-            and pinned_fields[4] is trace_state
-            and not pinned_fields[2]
-        ):
-            context = pinned
-        else:
+        context: SpanContext | None = None
+        span_id = None
+        if pinned is not None:
+            pinned_trace, span_id, pinned_remote, pinned_flags, pinned_state, _ = _fields(pinned)
+            if pinned_trace == trace_id and pinned_flags == flags and pinned_state is trace_state and not pinned_remote:
+                context = pinned
+        if context is None:
             context = SpanContext(  # positional: (trace_id, span_id, is_remote, trace_flags, trace_state)
                 trace_id,
-                pinned_fields[1] if pinned_fields is not None else tracer.id_generator.generate_span_id(),
+                span_id if span_id is not None else tracer.id_generator.generate_span_id(),
                 False,
                 flags,
                 trace_state,
