@@ -70,8 +70,7 @@ def sse_events(n: int) -> list[bytes]:
     events.append(
         base | {"choices": [], "usage": {"prompt_tokens": 300, "completion_tokens": n - 1, "total_tokens": 300 + n - 1}}
     )
-    compact = {"separators": (",", ":")}
-    return [f"data: {json.dumps(e, **compact)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+    return [f"data: {json.dumps(e, separators=(',', ':'))}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
 
 
 def chat_app(first_chunk_delay: float = 0.0) -> Starlette:

@@ -379,7 +379,7 @@ def test_every_usage_object_between_nulls_is_read_however_the_stream_is_cut(
     monkeypatch: pytest.MonkeyPatch, separators: tuple[str, str]
 ) -> None:
     # Past a null, the inspector searches for the next usage object in one step: none between
-    # may be missed (an OpenAI Responses stream: nulls while it runs; input, then output counts).
+    # may be missed (nulls, a usage object, a null, another object, a null: the shapes read, mixed).
     import json
 
     from otel_analytics.asgi import inspect
