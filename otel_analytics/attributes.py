@@ -57,7 +57,8 @@ COST_MICRO_CENTS: Final = "analytics.cost.micro_cents"
 """Total cost in integer micro-cents (1 mc = $0.00001), the tracker's money unit."""
 PRICING_STATUS: Final = "analytics.pricing.status"
 """Why a chat span has no cost: ``unknown_model`` (no price known), ``no_usage`` (no tokens) or
-``not_looked_up`` (too many new model names at once: the lookup was skipped, see ``NewNameBudget``)."""
+``not_looked_up`` (too many new model names at once: the lookup was skipped, see
+``ANALYTICS_NEW_MODELS_PER_S``)."""
 PRICING_VERSION: Final = "analytics.pricing.version"
 """Where the cost came from: ``genai-prices <version>``, or your price file's ``version``."""
 METADATA: Final = "analytics.metadata"

@@ -163,12 +163,13 @@ class NewNameBudget(NamedTuple):
     on the request path the name comes from the client: a client sending a new name each time
     would pay that on every request. Past the budget a new name is answered "not looked up"
     (not cached, so it is priced once the budget refills); known names are never limited. The
-    default lets a gateway's few hundred models in within seconds, and holds a client inventing
-    names to ~0.5 % of a core.
+    request path's budget is ``ANALYTICS_NEW_MODELS_PER_S`` (:meth:`per_second_of`): its default,
+    20 a second and 200 at once, lets a gateway's few hundred models in within seconds, and holds
+    a client inventing names to ~0.5 % of a core.
     """
 
-    burst: int = 200
-    per_second: float = 20.0
+    burst: int
+    per_second: float
 
     @classmethod
     def per_second_of(cls, rate: float | None) -> NewNameBudget | None:

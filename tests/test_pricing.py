@@ -194,4 +194,4 @@ def test_the_request_paths_budget_is_the_setting(clean_env: pytest.MonkeyPatch, 
     names = [f"no-such-model-{i}" for i in range(300)]
     found = [runtime.prices.price(name) is None and runtime.prices.looked_up(name) for name in names]
     assert found == [True] * looked_up + [False] * (300 - looked_up)  # 0.5 a second: 5 at once
-    assert NewNameBudget.per_second_of(Settings().new_models_per_s) == NewNameBudget()  # the default: 200, 20/s
+    assert NewNameBudget.per_second_of(Settings().new_models_per_s) == NewNameBudget(200, 20.0)  # the default
