@@ -374,6 +374,29 @@ def test_an_openai_stream_with_null_usage_in_every_chunk_is_decoded_twice(monkey
     assert not_null is not None and not_null.input_tokens == 2
 
 
+@pytest.mark.parametrize(
+    ("null", "usage"),
+    [
+        *((null, usage) for null in (b'"usage":null', b'"usage": null') for usage in (b'"usage":{', b'"usage": {')),
+        *((b'"usage" :\tnull', usage) for usage in (b'"usage":{', b'"usage": {', b'"usage" : {', b'"usage"\t:{')),
+    ],
+)
+def test_a_usage_object_is_read_whatever_the_spelling_of_the_nulls_before_it(null: bytes, usage: bytes) -> None:
+    # A backend that passes OpenAI's chunks on as they came (compact nulls) and writes the last
+    # one itself (json.dumps: spaced) mixes the two common spellings in one stream; the object is
+    # still read. After nulls in another spacing, an object in any spacing is.
+    head = b'data: {"id":"c1","model":"m-1","choices":'
+    events = [
+        head + b'[{"delta":{"content":"Hi"},"finish_reason":null}],' + null + b"}\n\n",
+        head + b'[{"delta":{},"finish_reason":"stop"}],' + null + b"}\n\n",
+        head + b"[]," + usage + b'"prompt_tokens":9,"completion_tokens":4}}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+    read = _read(events)
+    assert read is not None
+    assert (read.input_tokens, read.output_tokens, read.finish_reasons) == (9, 4, ["stop"])
+
+
 @pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")])
 def test_every_usage_object_between_nulls_is_read_however_the_stream_is_cut(
     monkeypatch: pytest.MonkeyPatch, separators: tuple[str, str]

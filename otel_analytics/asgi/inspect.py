@@ -24,9 +24,11 @@ DEFAULT_CAP = 1 << 20
 BATCH = 32 * 1024
 """Bytes of a stream kept (as the chunks themselves) before they are searched together."""
 _USAGE = b'"usage"'
-# After a "usage" whose value is null, as the two common encoders write it, the next usage worth
-# reading is that encoder's "usage" object: searched for in C, past every null between.
-_NEXT_AFTER_NULL = ((b":null", b'"usage":{'), (b": null", b'"usage": {'))
+# After a "usage" whose value is null, as the two common encoders write it (compact, and Python's
+# json.dumps), the next usage worth reading is an object: searched for in C, past every null
+# between, spelled as the null was, else (a backend that passes OpenAI's chunks on as they came
+# and writes the last one itself) as the other encoder spells it.
+_NEXT_AFTER_NULL = ((b":null", b'"usage":{', b'"usage": {'), (b": null", b'"usage": {', b'"usage":{'))
 
 
 def _loads(raw: bytes | bytearray) -> Any:
@@ -102,8 +104,10 @@ class SseInspector:
     however long it is. A line longer than the cap is skipped, never held.
 
     OpenAI's ``"usage":null`` in every chunk but the last is stepped over in one search: past a
-    null spelled ``:null`` or ``: null``, the next usage read is the object spelled the same way
-    (``"usage":{`` or ``"usage": {``), as one encoder writes both. Other spacings are read one by one.
+    null spelled ``:null`` or ``: null``, the next usage read is an object spelled ``"usage":{``
+    or ``"usage": {`` (the same way first). Nulls in other spacings are stepped over one by one.
+    What is not seen: after a ``:null`` or ``: null``, an object in a third spacing (no common
+    encoder writes one).
     """
 
     __slots__ = ("_before_usage", "_cap", "_chunks", "_final", "_last", "_size", "_skipping", "_tail", "usage")
@@ -161,11 +165,13 @@ class SseInspector:
         at = data.find(_USAGE)
         while at >= 0:
             after = at + len(_USAGE)
-            for null, next_usage in _NEXT_AFTER_NULL:
+            for null, same, other in _NEXT_AFTER_NULL:
                 if data.startswith(null, after):
                     # OpenAI's "usage": null of every chunk but the last: one search finds the
                     # usage object, where a step per null cost ~3k instructions a chunk.
-                    at = data.find(next_usage, after)
+                    at = data.find(same, after)
+                    if at < 0:
+                        at = data.find(other, after)
                     break
             else:
                 if _null_follows(data, after):  # null, in another spacing
