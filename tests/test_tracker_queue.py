@@ -193,3 +193,28 @@ def test_the_sender_survives_an_unexpected_error(
         handle.shutdown(timeout=2)
     assert "internal error in tracker sender" in caplog.text
     assert [item["session_id"] for item in fake_tracker.interactions] == ["conv-2"]
+
+
+def test_what_a_down_tracker_holds_is_counted_as_sending(
+    clean_env: pytest.MonkeyPatch, fake_tracker: FakeTracker
+) -> None:
+    """A batch taken from the queue and being retried is counted somewhere: in ``sending``."""
+    clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    fake_tracker.fail_until = time.monotonic() + 600
+    handle = oa.configure(
+        tracer_provider=TracerProvider(), exporters="tracker", tracker_url=fake_tracker.url, retry_budget_s=60
+    )
+    try:
+        for n in range(3):
+            _record(n)
+        _wait_for(lambda: handle.stats()["tracker"]["retried"] >= 1, 10)
+        stats = handle.stats()["tracker"]
+        assert stats["sent"] == stats["dropped"] == stats["failed"] == 0, stats
+        # All three counted: in the batch being retried, or (taken in two batches) still queued.
+        assert stats["sending"] >= 1 and stats["sending"] + stats["queued_or_lost"] == 3, stats
+        fake_tracker.fail_until = 0.0
+        assert handle.force_flush(timeout=30)
+        stats = handle.stats()["tracker"]
+        assert stats["sending"] == 0 and stats["sent"] >= 3, stats
+    finally:
+        handle.shutdown(timeout=5)

@@ -118,6 +118,9 @@ class TrackerStats:
     """Spans taken from the processor's queue (mapped, or sent)."""
     backlog: int = 0
     """Encoded calls waiting to be sent (the tracker processor's second queue)."""
+    sending: int = 0
+    """Encoded calls taken from that backlog and not settled yet (sent, or retried within the
+    budget): without it, what a down tracker holds would be counted nowhere until it gives up."""
     overflowed: int = 0
     """Encoded calls pushed out of that full backlog, oldest first."""
 
@@ -126,6 +129,7 @@ class TrackerStats:
         if self.ended:
             # Still queued, or dropped by a full queue (after a flush: dropped).
             counts["queued_or_lost"] = max(self.ended - self.received, 0) + self.backlog + self.overflowed
+            counts["sending"] = self.sending
         return counts
 
 

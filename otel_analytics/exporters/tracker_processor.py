@@ -52,7 +52,7 @@ class _Sender:
         self._sending = False
         self._flushing = 0
         self._stopping = False
-        self._stats.backlog = 0
+        self._stats.backlog = self._stats.sending = 0
         self._thread = threading.Thread(target=self._run, name="otel-analytics-tracker-sender", daemon=True)
         self._thread.start()
 
@@ -87,6 +87,7 @@ class _Sender:
                 count = min(self._batch, len(self._backlog))
                 calls = [self._backlog.popleft() for _ in range(count)]
                 self._stats.backlog = len(self._backlog)
+                self._stats.sending = count
                 self._sending = bool(calls)
             try:
                 if calls:
@@ -95,6 +96,7 @@ class _Sender:
                 report_internal_error("tracker sender", error)
             finally:
                 with self._condition:
+                    self._stats.sending = 0
                     self._sending = False
                     self._condition.notify_all()
 
