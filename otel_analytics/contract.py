@@ -63,6 +63,7 @@ class Call(NamedTuple):
 
 
 _last_second: list[tuple[int, str]] = [(-1, "")]
+_MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))  # no format spec parsed per timestamp
 
 
 def start_call(session_id: str, user_id: str, start_time: str) -> Call:
@@ -83,7 +84,7 @@ def iso(ns: int) -> str:
     if cached_second != seconds:
         text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _last_second[0] = (seconds, text)
-    return f"{text}.{rest // 1_000_000:03d}Z"
+    return text + _MILLISECONDS[rest // 1_000_000]
 
 
 def record_from_readable(span: Any) -> SpanRecord:
@@ -185,14 +186,13 @@ def to_call(record: SpanRecord, *, send_costs: bool = False) -> Call | None:
     return Call(INTERACTION, interaction, session_id, user_id, idempotency_key=key)
 
 
-# Token counts: the contract's field, the span attribute, and whether the field is the body's own
-# (the cache counts have no field in the contract: they ride in its metadata).
-_TOKEN_FIELDS = (
-    ("prompt_tokens", attrs.GEN_AI_USAGE_INPUT_TOKENS, True),
-    ("completion_tokens", attrs.GEN_AI_USAGE_OUTPUT_TOKENS, True),
-    ("cache_read_tokens", attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, False),
-    ("cache_write_tokens", attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, False),
-)
+_METADATA, _STATUS, _OUTCOME = attrs.METADATA, attrs.STATUS, attrs.OUTCOME
+_STATUSES = frozenset(attrs.STATUSES)
+_RESPONSE_MODEL, _REQUEST_MODEL = attrs.GEN_AI_RESPONSE_MODEL, attrs.GEN_AI_REQUEST_MODEL
+_INPUT_TOKENS, _OUTPUT_TOKENS = attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_OUTPUT_TOKENS
+_CACHE_READ_TOKENS = attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+_CACHE_WRITE_TOKENS = attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS
+_PROVIDER, _USAGE_STATUS = attrs.GEN_AI_PROVIDER_NAME, attrs.USAGE_STATUS
 _COST_ATTRIBUTES = tuple((part, attrs.COST_PART_PREFIX + part) for part in attrs.COST_PARTS)
 _COST_NAMES = frozenset(name for _, name in _COST_ATTRIBUTES)
 
@@ -200,57 +200,71 @@ _COST_NAMES = frozenset(name for _, name in _COST_ATTRIBUTES)
 def interaction_body(
     record: SpanRecord, session_id: str, user_id: str, interaction_type: str, send_costs: bool
 ) -> dict[str, Any]:
-    # Runs for every exported interaction: plain lookups and inline checks, no helper per field.
-    a = record.attributes
-    raw_metadata = a.get(attrs.METADATA)
+    # Runs for every exported interaction: plain lookups and inline checks, no helper or loop per
+    # field, attribute names bound once (a third fewer instructions than looking each one up).
+    trace_id, span_id, start_ns, end_ns, a, error = record
+    get = a.get
+    raw_metadata = get(_METADATA)
     metadata = _metadata(raw_metadata) if raw_metadata is not None else {}
     # Lowercase hex, as W3C trace context writes them (to_bytes().hex(): no format spec to parse).
-    metadata["trace_id"] = record.trace_id.to_bytes(16, "big").hex()
-    metadata["span_id"] = record.span_id.to_bytes(8, "big").hex()
+    metadata["trace_id"] = trace_id.to_bytes(16, "big").hex()
+    metadata["span_id"] = span_id.to_bytes(8, "big").hex()
+    duration_ns = end_ns - start_ns
     body: dict[str, Any] = {
         "session_id": session_id,
         "user_id": user_id,
         "type": interaction_type,
-        "timestamp": iso(record.start_ns),
-        "compute_duration_ms": round(max(record.end_ns - record.start_ns, 0) / 1e6, 3),
+        "timestamp": iso(start_ns),
+        # Whole µs (half up) as ms: integer arithmetic, where round(x, 3) formats a float.
+        "compute_duration_ms": (duration_ns + 500) // 1000 / 1000 if duration_ns > 0 else 0.0,
     }
-    status = a.get(attrs.STATUS)
-    if status in attrs.STATUSES:
+    status = get(_STATUS)
+    if status in _STATUSES:
         body["status"] = status
-    elif record.error or a.get(attrs.OUTCOME) in ("failed", "cancelled"):
+    elif error or get(_OUTCOME) in ("failed", "cancelled"):
         body["status"] = "failed"
     if interaction_type == "chat":
-        model = a.get(attrs.GEN_AI_RESPONSE_MODEL)
-        if not isinstance(model, str) or not model:
-            model = a.get(attrs.GEN_AI_REQUEST_MODEL)
-            if not isinstance(model, str) or not model:
+        model = get(_RESPONSE_MODEL)
+        if type(model) is not str or not model:
+            model = get(_REQUEST_MODEL)
+            if type(model) is not str or not model:
                 model = "unknown"
         body["model_name"] = model[:MAX_ID_LENGTH]
-        for key, attribute, in_body in _TOKEN_FIELDS:
-            count = a.get(attribute)
-            if type(count) is int and count >= 0:
-                (body if in_body else metadata)[key] = count
-        provider = a.get(attrs.GEN_AI_PROVIDER_NAME)
+        # Token counts: the contract's own fields; the cache counts have none (they ride in its
+        # metadata, where the local tracker prices them).
+        count = get(_INPUT_TOKENS)
+        if type(count) is int and count >= 0:
+            body["prompt_tokens"] = count
+        count = get(_OUTPUT_TOKENS)
+        if type(count) is int and count >= 0:
+            body["completion_tokens"] = count
+        count = get(_CACHE_READ_TOKENS)
+        if type(count) is int and count >= 0:
+            metadata["cache_read_tokens"] = count
+        count = get(_CACHE_WRITE_TOKENS)
+        if type(count) is int and count >= 0:
+            metadata["cache_write_tokens"] = count
+        provider = get(_PROVIDER)
         if type(provider) is str and provider and provider != "unknown":
             metadata["provider"] = provider
-        if a.get(attrs.USAGE_STATUS) == "missing":
+        if get(_USAGE_STATUS) == "missing":
             metadata["usage"] = "missing"
     elif interaction_type == "db":
-        body["db_read_ops"] = _count(a.get(attrs.DB_READ_OPS)) or 0
-        body["db_write_ops"] = _count(a.get(attrs.DB_WRITE_OPS)) or 0
+        body["db_read_ops"] = _count(get(attrs.DB_READ_OPS)) or 0
+        body["db_write_ops"] = _count(get(attrs.DB_WRITE_OPS)) or 0
     elif interaction_type == "api":
-        calls = _count(a.get(attrs.API_CALL_COUNT))
+        calls = _count(get(attrs.API_CALL_COUNT))
         body["api_call_count"] = calls if calls else 1
     costs = None
     if not a.keys().isdisjoint(_COST_NAMES):  # explicit cost parts are rare: one test in C
         for part, name in _COST_ATTRIBUTES:
-            value = a.get(name)
+            value = get(name)
             if type(value) is int and value >= 0:
                 costs = costs or dict.fromkeys(attrs.COST_PARTS, 0)
                 costs[part] = value
     if costs is not None:
         body["costs"] = costs
-    elif send_costs and _count(a.get(attrs.COST_MICRO_CENTS)) is not None:
+    elif send_costs and _count(get(attrs.COST_MICRO_CENTS)) is not None:
         body["costs"] = {part: 0 for part in attrs.COST_PARTS} | {"ai_tokens_cost_mc": a[attrs.COST_MICRO_CENTS]}
     body["metadata"] = metadata
     return body

@@ -453,3 +453,23 @@ def test_a_full_default_batch_costs_one_round_trip_of_a_slow_tracker(
     assert len(fake_tracker.requests("/v1/track/interaction/batch")) == requests + 1
     assert elapsed < 1.8, f"{requests} batch requests took {elapsed:.1f} s: not sent at once"  # two trips: >= 2 s
     tracker.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("start_ns", "end_ns", "duration_ms", "timestamp"),
+    [
+        (1_764_410_000_000_000_000, 1_764_410_000_000_000_499, 0.0, "2025-11-29T09:53:20.000Z"),
+        (1_764_410_000_000_000_000, 1_764_410_000_000_000_500, 0.001, "2025-11-29T09:53:20.000Z"),
+        (1_764_410_000_999_999_999, 1_764_410_002_234_567_000, 1234.567, "2025-11-29T09:53:20.999Z"),
+        (1_764_410_000_123_456_789, 1_764_410_000_124_691_356, 1.235, "2025-11-29T09:53:20.123Z"),
+        (1_764_410_000_005_000_000, 1_764_410_000_000_000_000, 0.0, "2025-11-29T09:53:20.005Z"),  # ends before
+    ],
+)
+def test_timestamps_and_durations_are_written_to_the_millisecond_and_microsecond(
+    start_ns: int, end_ns: int, duration_ms: float, timestamp: str
+) -> None:
+    from otel_analytics.contract import SpanRecord, interaction_body
+
+    attributes = {"analytics.interaction.type": "db"}
+    body = interaction_body(SpanRecord(1, 2, start_ns, end_ns, attributes), "s", "u", "db", False)
+    assert (body["timestamp"], body["compute_duration_ms"]) == (timestamp, duration_ms)
