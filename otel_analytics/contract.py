@@ -225,9 +225,9 @@ def interaction_body(
         body["status"] = "failed"
     if interaction_type == "chat":
         model = get(_RESPONSE_MODEL)
-        if type(model) is not str or not model:
+        if not isinstance(model, str) or not model:  # a str subclass (a str enum, say) is a name too
             model = get(_REQUEST_MODEL)
-            if type(model) is not str or not model:
+            if not isinstance(model, str) or not model:
                 model = "unknown"
         body["model_name"] = model[:MAX_ID_LENGTH]
         # Token counts: the contract's own fields; the cache counts have none (they ride in its

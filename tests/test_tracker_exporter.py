@@ -473,3 +473,16 @@ def test_timestamps_and_durations_are_written_to_the_millisecond_and_microsecond
     attributes = {"analytics.interaction.type": "db"}
     body = interaction_body(SpanRecord(1, 2, start_ns, end_ns, attributes), "s", "u", "db", False)
     assert (body["timestamp"], body["compute_duration_ms"]) == (timestamp, duration_ms)
+
+
+def test_a_model_name_given_as_a_str_enum_is_sent_as_its_text() -> None:
+    from enum import StrEnum
+
+    from otel_analytics.contract import SpanRecord, interaction_body
+
+    class Model(StrEnum):
+        GPT_4O = "gpt-4o"
+
+    attributes = {"analytics.interaction.type": "chat", "gen_ai.request.model": Model.GPT_4O}
+    body = interaction_body(SpanRecord(1, 2, 0, 1_000_000, attributes), "s", "u", "chat", False)
+    assert body["model_name"] == "gpt-4o" and type(body["model_name"]) is str
