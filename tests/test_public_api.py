@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import otel_analytics as oa
 from tests.helpers import run_python
@@ -84,3 +85,25 @@ def test_bad_environment_without_configure_disables_instead_of_crashing() -> Non
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "None"
     assert "ANALYTICS_ENABLED='perhaps'" in result.stderr
+
+
+def test_a_starlette_or_fastapi_app_type_checks_as_an_app_the_middleware_wraps(tmp_path: Path) -> None:
+    """Users who run mypy --strict wrap their app in one line without a type: ignore."""
+    from mypy import api as mypy
+
+    user_code = tmp_path / "user_app.py"
+    user_code.write_text(
+        "from fastapi import FastAPI\n"
+        "from starlette.applications import Starlette\n"
+        "from starlette.types import Scope\n\n"
+        "import otel_analytics as oa\n\n\n"
+        "def user_of(scope: Scope) -> str | None:\n"
+        "    return None\n\n\n"
+        "starlette_app = oa.AnalyticsMiddleware(Starlette(), user_id=user_of)\n"
+        "fastapi_app = oa.AnalyticsMiddleware(FastAPI())\n"
+        "twice = oa.AnalyticsMiddleware(starlette_app)\n"
+    )
+    out, err, status = mypy.run(
+        ["--strict", "--no-error-summary", "--cache-dir", str(tmp_path / "cache"), str(user_code)]
+    )
+    assert status == 0, out + err

@@ -28,7 +28,7 @@ import logging
 import random
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import trace
@@ -47,11 +47,13 @@ from ..usage import Usage
 from .inspect import Inspector, inspector_for
 from .rules import DEFAULT_RULES, RouteRule, match
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[Message], Any]
-ASGIApp = Callable[[Scope, Receive, Send], Any]
+# The ASGI types as Starlette and asgiref write them, so that a Starlette or FastAPI app (and any
+# app typed like one) is an ASGIApp to a type checker.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 UserIdGetter = Callable[[Scope], "str | None"]
 
 _logger = logging.getLogger("otel_analytics")
@@ -200,7 +202,7 @@ class AnalyticsMiddleware:
                 self._analytics,
                 exclude_spans=["receive", "send"],
                 tracer_provider=runtime.provider,
-            )  # type: ignore[assignment]
+            )
         self._with_server_span = (runtime.provider, wrapped)
         return wrapped
 
