@@ -19,6 +19,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util.types import AttributeValue
 
 import otel_analytics as oa
 from bench import servers
@@ -60,7 +61,7 @@ def reference_spans(count: int) -> list[ReadableSpan]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("bench")
-    attributes = {
+    attributes: dict[str, AttributeValue] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "openai",
         "gen_ai.request.model": "gpt-4o-mini",
@@ -106,7 +107,7 @@ def main() -> int:
         )
         counts = httpx.get(f"{url}/count").json()
         tracker.shutdown()
-        otlp.shutdown()
+        otlp.shutdown()  # type: ignore[no-untyped-call]
     finally:
         servers.stop(sink)
     factor = measured["otlp, reference spans"] / ANCHOR_OTLP_US

@@ -14,6 +14,7 @@ to the first SSE chunk (target 3) is measured over real HTTP against uvicorn ser
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import statistics
 import sys
@@ -252,7 +253,7 @@ def first_chunk_times(delay: float) -> dict[str, float]:
                                 first = False
                 return statistics.median(samples)
 
-            return rounds({name: (lambda u=url: ttfb(u)) for name, url in urls.items()}, TTFB_ROUNDS)
+            return rounds({name: functools.partial(ttfb, url) for name, url in urls.items()}, TTFB_ROUNDS)
     finally:
         for process in processes:
             servers.stop(process)

@@ -9,6 +9,7 @@ batch processor with an exporter that does nothing.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import uvicorn
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -19,7 +20,7 @@ import otel_analytics as oa
 from bench.common import NullExporter, chat_app
 
 
-def build(variant: str, delay: float) -> object:
+def build(variant: str, delay: float) -> Any:
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(NullExporter()))
     oa.configure(tracer_provider=provider, exporters=())
