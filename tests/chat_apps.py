@@ -31,7 +31,7 @@ COMPLETION = {
 
 
 def sse_chunks(n: int = 20, usage: bool = True) -> list[bytes]:
-    base = {"id": "chatcmpl-s1", "object": "chat.completion.chunk", "model": "gpt-4o-mini-2024-07-18"}
+    base: dict[str, Any] = {"id": "chatcmpl-s1", "object": "chat.completion.chunk", "model": "gpt-4o-mini-2024-07-18"}
     chunks = []
     for i in range(n - 1 if usage else n):
         finish = "stop" if i == (n - 2 if usage else n - 1) else None

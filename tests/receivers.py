@@ -124,7 +124,7 @@ class OtlpGrpcReceiver(_Collected):
                 return trace_service_pb2.ExportTraceServiceResponse()
 
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._server)  # type: ignore[no-untyped-call]
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._server.start()

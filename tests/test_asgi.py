@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import json
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -141,7 +142,7 @@ async def test_a_body_that_is_not_bytes_reaches_the_app_as_it_is(
     sent.append(("not", "a", "message"))  # reaches the app past the read-ahead
     queue, received = list(sent), []
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         for _ in sent:
             received.append(await receive())
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -150,7 +151,7 @@ async def test_a_body_that_is_not_bytes_reaches_the_app_as_it_is(
     async def receive() -> dict[str, Any]:
         return queue.pop(0) if queue else {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         pass
 
     scope = {
@@ -496,7 +497,7 @@ async def test_instrument_app_adds_middleware_to_starlette_and_wraps_others(
 
 
 async def test_manual_spans_inside_the_app_join_the_request_session(capture_analytics: CaptureAnalytics) -> None:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         await receive()
         with oa.interaction("db", write_ops=1):
             pass

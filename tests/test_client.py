@@ -84,9 +84,9 @@ def test_bad_fields_are_dropped_with_one_warning_and_the_rest_kept(
                 model_name="gpt-4o",
                 prompt_tokens=-1,
                 completion_tokens=5,
-                compute_duration_ms="slow",
+                compute_duration_ms="slow",  # type: ignore[arg-type]
                 status="weird",
-            )  # type: ignore[arg-type]
+            )
         assert oa.track_interaction(session_id="s", user_id="u", type="bogus") is None
         oa.track_interaction(session_id="s", user_id="u")  # chat without a model
         oa.track_db_operation(session_id="s", read_ops=-3, write_ops=1)

@@ -407,7 +407,7 @@ def test_the_sdk_span_metrics_count_both_paths_alike(sampler: Sampler | None, mo
             for scope_metrics in resource_metrics.scope_metrics:
                 for metric in scope_metrics.metrics:
                     for point in metric.data.data_points:
-                        key = (metric.name, tuple(sorted(point.attributes.items())))
+                        key = (metric.name, tuple(sorted((point.attributes or {}).items())))
                         points[key] = getattr(point, "value", None)
         return points
 

@@ -45,7 +45,8 @@ def app_and_calls(tmp_path: Path) -> tuple[Any, list[int]]:
         calls.append(len(items))
         if any(body["session_id"] == "conv-bad" for body, _ in items):
             raise RuntimeError("disk full (simulated)")
-        return real(items)
+        added: list[str] = real(items)
+        return added
 
     store.add_interactions = counted
     return app, calls

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -231,7 +231,7 @@ def test_generator_closed_early_ends_the_span(capture_analytics: CaptureAnalytic
     closed = []
 
     @oa.interaction("chat", model="gpt-4o")
-    def stream() -> Iterator[int]:
+    def stream() -> Generator[int, None, None]:
         try:
             yield 1
             yield 2
@@ -249,7 +249,7 @@ def test_generator_closed_early_ends_the_span(capture_analytics: CaptureAnalytic
 
 def test_generator_send_throw_and_return_value_pass_through(capture_analytics: CaptureAnalytics) -> None:
     @oa.interaction("api")
-    def echo() -> Iterator[Any]:
+    def echo() -> Generator[Any, Any, str]:
         received = yield "ready"
         try:
             yield f"got {received}"
@@ -257,7 +257,7 @@ def test_generator_send_throw_and_return_value_pass_through(capture_analytics: C
             yield f"caught {exc}"
         return "done"
 
-    def driver() -> Iterator[Any]:
+    def driver() -> Generator[Any, Any, None]:
         result = yield from echo()
         yield result
 
@@ -306,7 +306,7 @@ async def test_async_generator_aclose_and_exception(capture_analytics: CaptureAn
     cleaned = []
 
     @oa.interaction("chat", model="gpt-4o")
-    async def stream() -> AsyncIterator[int]:
+    async def stream() -> AsyncGenerator[int, None]:
         try:
             yield 1
             yield 2

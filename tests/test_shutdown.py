@@ -67,7 +67,7 @@ def test_sigterm_under_load_flushes_within_the_timeout(tracker_kind: str) -> Non
     tracker = FakeTracker() if tracker_kind == "healthy" else SilentServer()
     port = free_port()
     app = start_app(port, tracker.url, flush_timeout=2.0)
-    stop, answered = threading.Event(), []
+    stop, answered = threading.Event(), list[int]()
     clients = [threading.Thread(target=traffic, args=(f"http://127.0.0.1:{port}", stop, answered)) for _ in range(3)]
     try:
         for client in clients:

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, _Span
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 import otel_analytics as oa
@@ -417,6 +417,7 @@ def test_exported_spans_are_read_alike_through_the_fast_path_and_the_public_api(
     live = provider.get_tracer("t").start_span("s", attributes={"session.id": "conv-1"}, start_time=5)
     live.set_status(Status(StatusCode.ERROR))
     live.end(end_time=9)
+    assert isinstance(live, _Span)
     finished = live._readable_span()  # what processors hand to exporters
     unended = ReadableSpan("s", SpanContext(2**128 - 1, 2**64 - 1, False, TraceFlags(1)))
     for span in (finished, unended):

@@ -175,7 +175,7 @@ def test_the_sender_survives_an_unexpected_error(
     handle = oa.configure(tracer_provider=TracerProvider(), exporters="tracker", tracker_url=fake_tracker.url)
     exporter = _exporter(handle)
     real_send = exporter.send
-    failures = []
+    failures: list[object] = []
 
     def broken_once(calls: object) -> object:
         if not failures:

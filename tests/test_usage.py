@@ -154,7 +154,8 @@ def test_sdk_like_objects_with_hostile_attributes() -> None:
 
 
 def test_nothing_useful_gives_none() -> None:
-    for value in (None, "text", b"bytes", 42, [], {}, {"choices": "x"}, {"usage": "lots"}):
+    nothing: tuple[Any, ...] = (None, "text", b"bytes", 42, [], {}, {"choices": "x"}, {"usage": "lots"})
+    for value in nothing:
         assert usage_from_response(value) is None
 
 
@@ -219,7 +220,7 @@ def test_token_count() -> None:
 def _sse_stream() -> bytes:
     import json
 
-    base = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": "gpt-4o-mini-2024-07-18"}
+    base: dict[str, Any] = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "model": "gpt-4o-mini-2024-07-18"}
     events = [
         base | {"choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}]} for i in range(5)
     ]
@@ -341,11 +342,16 @@ def test_an_openai_stream_with_null_usage_in_every_chunk_is_decoded_twice(monkey
     # spacing). Those are not decoded: the stream costs the usage chunk and the finish reason's.
     import json
 
+    from otel_analytics import usage_json
     from otel_analytics.asgi import inspect
 
     decoded: list[bytes] = []
-    read_json = inspect.read_json
-    monkeypatch.setattr(inspect, "read_json", lambda raw, into: decoded.append(bytes(raw)) or read_json(raw, into))
+
+    def read_json(raw: bytes, into: Usage) -> bool:
+        decoded.append(bytes(raw))
+        return usage_json.read_json(raw, into)
+
+    monkeypatch.setattr(inspect, "read_json", read_json)
     for separators in ((", ", ": "), (",", ":")):
         plain = _sse_stream()
         events = [json.loads(line[5:]) for line in plain.split(b"\n\n") if line.startswith(b"data: {")]

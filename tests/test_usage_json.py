@@ -92,8 +92,12 @@ def test_read_json_is_read_response_of_the_parsed_text(document: Any, prefilled:
 
 def test_openai_answers_take_the_typed_path_and_other_shapes_the_general_one(monkeypatch: Any) -> None:
     general: list[Any] = []
-    read = usage_json.read_response
-    monkeypatch.setattr(usage_json, "read_response", lambda doc, into: general.append(doc) or read(doc, into))
+
+    def read_generally(document: Any, into: Usage) -> bool:
+        general.append(document)
+        return read_response(document, into)
+
+    monkeypatch.setattr(usage_json, "read_response", read_generally)
     completion = {
         "id": "chatcmpl-1",
         "object": "chat.completion",
