@@ -189,9 +189,16 @@ def to_call(record: SpanRecord, *, send_costs: bool = False) -> Call | None:
 _METADATA, _STATUS, _OUTCOME = attrs.METADATA, attrs.STATUS, attrs.OUTCOME
 _STATUSES = frozenset(attrs.STATUSES)
 _RESPONSE_MODEL, _REQUEST_MODEL = attrs.GEN_AI_RESPONSE_MODEL, attrs.GEN_AI_REQUEST_MODEL
-_INPUT_TOKENS, _OUTPUT_TOKENS = attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_OUTPUT_TOKENS
-_CACHE_READ_TOKENS = attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
-_CACHE_WRITE_TOKENS = attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS
+# Token counts: the contract's own fields, and those it has none for (the cache counts ride in its
+# metadata, where the local tracker prices them).
+_BODY_TOKENS = (
+    ("prompt_tokens", attrs.GEN_AI_USAGE_INPUT_TOKENS),
+    ("completion_tokens", attrs.GEN_AI_USAGE_OUTPUT_TOKENS),
+)
+_METADATA_TOKENS = (
+    ("cache_read_tokens", attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+    ("cache_write_tokens", attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS),
+)
 _PROVIDER, _USAGE_STATUS = attrs.GEN_AI_PROVIDER_NAME, attrs.USAGE_STATUS
 _COST_ATTRIBUTES = tuple((part, attrs.COST_PART_PREFIX + part) for part in attrs.COST_PARTS)
 _COST_NAMES = frozenset(name for _, name in _COST_ATTRIBUTES)
@@ -200,8 +207,8 @@ _COST_NAMES = frozenset(name for _, name in _COST_ATTRIBUTES)
 def interaction_body(
     record: SpanRecord, session_id: str, user_id: str, interaction_type: str, send_costs: bool
 ) -> dict[str, Any]:
-    # Runs for every exported interaction: plain lookups and inline checks, no helper or loop per
-    # field, attribute names bound once (a third fewer instructions than looking each one up).
+    # Runs for every exported interaction: plain lookups and inline checks, no helper per field,
+    # attribute names bound once (with those, a third fewer instructions than before).
     trace_id, span_id, start_ns, end_ns, a, error = record
     get = a.get
     raw_metadata = get(_METADATA)
@@ -230,20 +237,14 @@ def interaction_body(
             if not isinstance(model, str) or not model:
                 model = "unknown"
         body["model_name"] = model[:MAX_ID_LENGTH]
-        # Token counts: the contract's own fields; the cache counts have none (they ride in its
-        # metadata, where the local tracker prices them).
-        count = get(_INPUT_TOKENS)
-        if type(count) is int and count >= 0:
-            body["prompt_tokens"] = count
-        count = get(_OUTPUT_TOKENS)
-        if type(count) is int and count >= 0:
-            body["completion_tokens"] = count
-        count = get(_CACHE_READ_TOKENS)
-        if type(count) is int and count >= 0:
-            metadata["cache_read_tokens"] = count
-        count = get(_CACHE_WRITE_TOKENS)
-        if type(count) is int and count >= 0:
-            metadata["cache_write_tokens"] = count
+        for field, attribute in _BODY_TOKENS:
+            count = get(attribute)
+            if type(count) is int and count >= 0:
+                body[field] = count
+        for field, attribute in _METADATA_TOKENS:
+            count = get(attribute)
+            if type(count) is int and count >= 0:
+                metadata[field] = count
         provider = get(_PROVIDER)
         if type(provider) is str and provider and provider != "unknown":
             metadata["provider"] = provider
