@@ -49,7 +49,6 @@ class _Sender:
     def _start(self) -> None:
         self._backlog: collections.deque[EncodedCall] = collections.deque()
         self._condition = threading.Condition()
-        self._sending = False
         self._flushing = 0
         self._stopping = False
         self._stats.backlog = self._stats.sending = 0
@@ -87,8 +86,7 @@ class _Sender:
                 count = min(self._batch, len(self._backlog))
                 calls = [self._backlog.popleft() for _ in range(count)]
                 self._stats.backlog = len(self._backlog)
-                self._stats.sending = count
-                self._sending = bool(calls)
+                self._stats.sending = count  # a flush waits for these too
             try:
                 if calls:
                     self._exporter.send(calls)  # never raises: failures are counted and logged there
@@ -97,7 +95,6 @@ class _Sender:
             finally:
                 with self._condition:
                     self._stats.sending = 0
-                    self._sending = False
                     self._condition.notify_all()
 
     def flush(self, timeout_s: float) -> bool:
@@ -107,7 +104,7 @@ class _Sender:
             self._flushing += 1
             self._condition.notify_all()
             try:
-                while self._backlog or self._sending:
+                while self._backlog or self._stats.sending:
                     left = deadline - time.monotonic()
                     if left <= 0 or not self._thread.is_alive():
                         return False
