@@ -529,3 +529,37 @@ def test_fallback_session_ids_leave_the_random_module_alone() -> None:
     assert random.getstate() == state
     random.seed(42)
     assert _fallback_session_id().split("-")[2] != first.split("-")[2]
+
+
+async def test_a_request_is_recorded_once_however_many_layers_see_it(capture_analytics: CaptureAnalytics) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+
+    from tests.chat_apps import COMPLETION
+
+    async def messages(request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse(COMPLETION)
+
+    twice = oa.instrument_app(oa.instrument_app(build(), server_span=False), server_span=False)
+    nested = AnalyticsMiddleware(AnalyticsMiddleware(build()), server_span=True)
+    # A sub-app instrumented on its own, mounted in an instrumented app: both see /api/messages.
+    sub = oa.instrument_app(Starlette(routes=[Route("/messages", messages, methods=["POST"])]), server_span=False)
+    parent = oa.instrument_app(Starlette(routes=[Mount("/api", app=sub)]), server_span=False)
+    for n, app in enumerate((twice, nested, parent)):
+        exchange = await call(app, "POST", "/api/messages", body=b'{"conversationId": "conv-once-%d"}' % n)
+        assert exchange.status == 200
+        recorded = [span for span in chats(capture_analytics) if span["attributes"]["session.id"] == f"conv-once-{n}"]
+        assert len(recorded) == 1, (n, recorded)
+        assert recorded[0]["attributes"]["gen_ai.usage.input_tokens"] == 1200
+    servers = [span for span in capture_analytics.spans() if span["kind"] == "SERVER"]
+    assert len(servers) == 1  # the nested pair's: the inner layer adds none of its own
+
+
+async def test_a_layer_whose_rules_pass_a_request_leaves_it_to_one_inside(capture_analytics: CaptureAnalytics) -> None:
+    inner = AnalyticsMiddleware(build(), server_span=False)
+    outer = AnalyticsMiddleware(inner, rules=[RouteRule("POST", "/v1/chat/*", "chat")], server_span=False)
+    await call(outer, "POST", "/api/messages", body=b'{"conversationId": "conv-inner"}')
+    assert [span["attributes"]["session.id"] for span in chats(capture_analytics)] == ["conv-inner"]

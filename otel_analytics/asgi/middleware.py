@@ -62,6 +62,10 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SESSION_KEYS = ("conversationId", "conversation_id", "session_id", "sessionId")
 _BODY_KEYS = ("model", "stream", *_SESSION_KEYS)  # all that is read of a request body
 _QUERY_KEYS = {"conversationId", "conversation_id", "session_id"}
+# Set in the scope of a request an analytics layer records: a second layer inside it (an app
+# instrumented twice, a sub-app instrumented and mounted in an instrumented app) passes it
+# through, so its interaction, tokens and cost are counted once.
+_RECORDED = "otel_analytics.recorded"
 
 
 _OS_RANDOM = random.SystemRandom()  # not the random module: an app's random.seed() would repeat ids
@@ -161,8 +165,8 @@ class AnalyticsMiddleware:
         return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)  # websocket, lifespan: untouched
+        if scope["type"] != "http" or _RECORDED in scope:
+            await self.app(scope, receive, send)  # websocket, lifespan, recorded outside: untouched
             return
         runtime = _runtime.current()
         if not runtime.settings.enabled:
@@ -219,7 +223,8 @@ class AnalyticsMiddleware:
         rules = self._rules if self._rules is not None else (runtime.settings.routes or DEFAULT_RULES)
         found = self.match(rules, scope.get("method", "GET"), scope.get("path", "/"))
         if found is None or found[0].kind == "ignore":
-            return None
+            return None  # another layer inside, with other rules, may record it
+        scope[_RECORDED] = True
         return _Exchange(self, runtime, scope, found[0], found[1])
 
     def headers_read(self, runtime: Runtime) -> tuple[bytes, bytes]:
