@@ -26,7 +26,13 @@ class Exchange:
 
 
 def http_scope(
-    method: str, path: str, *, query: bytes = b"", headers: Sequence[tuple[bytes, bytes]] = (), json_body: bool = True
+    method: str,
+    path: str,
+    *,
+    query: bytes = b"",
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    json_body: bool = True,
+    root_path: str = "",
 ) -> dict[str, Any]:
     base = [(b"host", b"testserver")]
     if json_body:
@@ -40,7 +46,7 @@ def http_scope(
         "path": path,
         "raw_path": path.encode(),
         "query_string": query,
-        "root_path": "",
+        "root_path": root_path,
         "headers": [*base, *headers],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
@@ -56,6 +62,7 @@ async def call(
     query: bytes = b"",
     headers: Sequence[tuple[bytes, bytes]] = (),
     json_body: bool = True,
+    root_path: str = "",
 ) -> Exchange:
     """One request, its body in one or several messages; returns every message the app sent."""
     chunks = [body] if isinstance(body, bytes) else list(body)
@@ -72,7 +79,8 @@ async def call(
     async def send(message: dict[str, Any]) -> None:
         exchange.sent.append(message)
 
-    await app(http_scope(method, path, query=query, headers=headers, json_body=json_body), receive, send)
+    scope = http_scope(method, path, query=query, headers=headers, json_body=json_body, root_path=root_path)
+    await app(scope, receive, send)
     return exchange
 
 

@@ -563,3 +563,18 @@ async def test_a_layer_whose_rules_pass_a_request_leaves_it_to_one_inside(captur
     outer = AnalyticsMiddleware(inner, rules=[RouteRule("POST", "/v1/chat/*", "chat")], server_span=False)
     await call(outer, "POST", "/api/messages", body=b'{"conversationId": "conv-inner"}')
     assert [span["attributes"]["session.id"] for span in chats(capture_analytics)] == ["conv-inner"]
+
+
+async def test_an_app_served_under_a_prefix_is_matched_by_its_own_routes(capture_analytics: CaptureAnalytics) -> None:
+    # uvicorn --root-path /chat behind a proxy: the path carries the prefix, the app routes without it.
+    app = AnalyticsMiddleware(build(), server_span=False)
+    exchange = await call(app, "POST", "/chat/api/messages", body=b'{"conversationId": "conv-root"}', root_path="/chat")
+    assert exchange.status == 200
+    (span,) = chats(capture_analytics)
+    assert span["attributes"]["session.id"] == "conv-root"
+    assert json.loads(span["attributes"]["analytics.metadata"])["endpoint"] == "/chat/api/messages"  # the URL
+    # A rule written with the prefix still wins; a path outside the prefix is not stripped.
+    prefixed = AnalyticsMiddleware(build(), rules=[RouteRule("POST", "/chat/api/*", "ignore")], server_span=False)
+    await call(prefixed, "POST", "/chat/api/messages", body=b"{}", root_path="/chat")
+    await call(app, "POST", "/chatty/api/messages", body=b"{}", root_path="/chat")
+    assert len(chats(capture_analytics)) == 1

@@ -221,7 +221,14 @@ class AnalyticsMiddleware:
     def _exchange(self, runtime: Runtime, scope: Scope) -> _Exchange | None:
         """The state of a request that a rule marks for analytics; ``None``: pass it through."""
         rules = self._rules if self._rules is not None else (runtime.settings.routes or DEFAULT_RULES)
-        found = self.match(rules, scope.get("method", "GET"), scope.get("path", "/"))
+        method, path = scope.get("method", "GET"), scope.get("path", "/")
+        found = self.match(rules, method, path)
+        if found is None and scope.get("root_path"):
+            # Served under a prefix (uvicorn --root-path behind a proxy, a Starlette Mount): the
+            # path includes it, and rules name the app's own routes, as the app's router reads them.
+            route_path = _route_path(path, scope["root_path"])
+            if route_path is not None:
+                found = self.match(rules, method, route_path)
         if found is None or found[0].kind == "ignore":
             return None  # another layer inside, with other rules, may record it
         scope[_RECORDED] = True
@@ -238,6 +245,15 @@ class AnalyticsMiddleware:
 
     def inspect_bytes(self, runtime: Runtime) -> int:
         return self._inspect_bytes or runtime.settings.inspect_bytes
+
+
+def _route_path(path: str, root_path: str) -> str | None:
+    """The path without the prefix the app is served under, as Starlette's router reads it;
+    ``None`` when the path is not under that prefix."""
+    if type(path) is not str or type(root_path) is not str or not path.startswith(root_path):
+        return None
+    rest = path[len(root_path) :]
+    return rest if rest.startswith("/") else ("/" if not rest else None)
 
 
 def _is_json(content_type: bytes) -> bool:
