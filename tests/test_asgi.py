@@ -578,3 +578,37 @@ async def test_an_app_served_under_a_prefix_is_matched_by_its_own_routes(capture
     await call(prefixed, "POST", "/chat/api/messages", body=b"{}", root_path="/chat")
     await call(app, "POST", "/chatty/api/messages", body=b"{}", root_path="/chat")
     assert len(chats(capture_analytics)) == 1
+
+
+async def test_a_session_id_callable_comes_first_and_a_failing_one_is_passed_over(
+    capture_analytics: CaptureAnalytics, caplog: pytest.LogCaptureFixture
+) -> None:
+    def from_cookie(scope: MutableMapping[str, Any]) -> str | None:
+        cookies = dict(scope["headers"]).get(b"cookie", b"").decode()
+        return cookies.removeprefix("conversation=") or None
+
+    def broken(scope: MutableMapping[str, Any]) -> str | None:
+        raise KeyError("conversation")
+
+    body = b'{"conversationId": "conv-body"}'
+    cookie = [(b"cookie", b"conversation=conv-cookie")]
+    await call(
+        AnalyticsMiddleware(build(), server_span=False, session_id=from_cookie),
+        "POST",
+        "/api/messages",
+        body=body,
+        headers=cookie,
+    )
+    await call(
+        AnalyticsMiddleware(build(), server_span=False, session_id=from_cookie), "POST", "/api/messages", body=body
+    )
+    with caplog.at_level(logging.WARNING, logger="otel_analytics"):
+        await call(
+            AnalyticsMiddleware(build(), server_span=False, session_id=broken), "POST", "/api/messages", body=body
+        )
+    assert [span["attributes"]["session.id"] for span in chats(capture_analytics)] == [
+        "conv-cookie",
+        "conv-body",
+        "conv-body",
+    ]
+    assert "the session_id callable raised" in caplog.text

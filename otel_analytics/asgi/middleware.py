@@ -55,6 +55,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 UserIdGetter = Callable[[Scope], "str | None"]
+SessionIdGetter = Callable[[Scope], "str | None"]
 
 _logger = logging.getLogger("otel_analytics")
 _CHUNKS_PER_READ = 16  # at most this many response chunks are held before the inspector reads them
@@ -107,6 +108,8 @@ class AnalyticsMiddleware:
         app: the ASGI application.
         rules: route rules (default: ``ANALYTICS_ROUTES``, else LibreChat-shaped defaults).
         user_id: a callable ``scope -> user id | None`` tried before ``scope["user"]`` and the header.
+        session_id: a callable ``scope -> session id | None`` tried before the body, path, query and
+            header (a cookie, say); a session start's answer still names its session first.
         user_header: request header with the user id (default ``ANALYTICS_USER_HEADER``, x-user-id).
         session_header: request header with the session id (``ANALYTICS_SESSION_HEADER``, x-session-id).
         server_span: ``None`` (auto), ``True`` (always add the HTTP server span), ``False`` (never).
@@ -119,6 +122,7 @@ class AnalyticsMiddleware:
         *,
         rules: tuple[RouteRule, ...] | list[RouteRule] | None = None,
         user_id: UserIdGetter | None = None,
+        session_id: SessionIdGetter | None = None,
         user_header: str | None = None,
         session_header: str | None = None,
         server_span: bool | None = None,
@@ -127,6 +131,7 @@ class AnalyticsMiddleware:
         self.app = app
         self._rules = tuple(rules) if rules is not None else None
         self._user_id = user_id
+        self._session_id = session_id
         self._user_header = user_header.lower().encode() if user_header else None
         self._session_header = session_header.lower().encode() if session_header else None
         self._server_span = server_span
@@ -454,6 +459,15 @@ class _Exchange:
                 self._header_session = _text(value.decode("latin-1"))
 
     def _session_from_request(self, header_session: str | None) -> str | None:
+        getter = self._middleware._session_id
+        if getter is not None:
+            try:
+                found = _text(getter(self._scope))
+            except Exception:
+                found = None
+                warn_once("asgi:session_id", "otel-analytics: the session_id callable raised; using the next source.")
+            if found:
+                return found
         for value in self._body_sessions:
             found = _text(value)
             if found:
