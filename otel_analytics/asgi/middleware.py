@@ -258,7 +258,9 @@ def _route_path(path: str, root_path: str) -> str | None:
     if type(path) is not str or type(root_path) is not str or not path.startswith(root_path):
         return None
     rest = path[len(root_path) :]
-    return rest if rest.startswith("/") else ("/" if not rest else None)
+    if not rest:
+        return "/"
+    return rest if rest[0] == "/" else None  # /chatty is not under /chat
 
 
 def _is_json(content_type: bytes) -> bool:
