@@ -17,6 +17,7 @@ import atexit
 import functools
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import runtime as _runtime
+from ._fork import rebuild_in_forked_child
 from .config import EXPORTER_NAMES, Settings
 from .errors import ConfigurationError
 from .exporters import build_exporter, build_processor
@@ -71,6 +73,31 @@ class OwnSpansOnly(SpanProcessor):
         return self._inner.force_flush(timeout_millis)
 
 
+class _Standby:
+    """A daemon thread started with the first handle, idle until no thread can be started: at
+    interpreter exit Python 3.12 and later refuse to ("can't create new thread at interpreter
+    shutdown"), and the flush at exit, which must stay bounded, is the one run there."""
+
+    def __init__(self) -> None:
+        self._start()
+        rebuild_in_forked_child(self._start)
+
+    def _start(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, args=(self._jobs,), name="otel-analytics-standby", daemon=True).start()
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            jobs.get()()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+
+_standby: _Standby | None = None
+
+
 def _bounded(work: Callable[[], Any], timeout_s: float, name: str) -> bool:
     """Run ``work`` on a daemon thread and wait at most ``timeout_s``: a hung exporter can't hold us."""
     done = threading.Event()
@@ -85,7 +112,13 @@ def _bounded(work: Callable[[], Any], timeout_s: float, name: str) -> bool:
         finally:
             done.set()
 
-    threading.Thread(target=run, name=f"otel-analytics-{name}", daemon=True).start()
+    try:
+        threading.Thread(target=run, name=f"otel-analytics-{name}", daemon=True).start()
+    except RuntimeError:  # at interpreter exit (Python 3.12+): the thread started ahead runs it
+        if _standby is None:
+            run()  # no handle was ever configured: nothing to wait for but this
+        else:
+            _standby.submit(run)
     return done.wait(timeout_s) and all(outcome)
 
 
@@ -162,9 +195,11 @@ def configure(*, tracer_provider: trace.TracerProvider | None = None, **override
     ``tracer_provider`` joins that provider instead of the global one. Raises
     ``ConfigurationError`` naming the variable for any bad value.
     """
-    global _active
+    global _active, _standby
     with _lock:
         settings = Settings.load(overrides)
+        if _standby is None:
+            _standby = _Standby()
         if _active is not None:
             changed = settings.differs_from(_active.settings)
             if changed:

@@ -219,6 +219,26 @@ def test_builds_and_installs_a_provider_when_none_exists() -> None:
     assert span["resource"]["attributes"]["deployment.environment"] == "test"
 
 
+def test_the_flush_at_exit_runs_where_no_thread_can_be_started() -> None:
+    # Python 3.12 and later refuse new threads in atexit callbacks; the flush at exit runs there.
+    result = run_python(
+        """
+        import atexit, threading
+        import otel_analytics as oa
+        oa.configure(exporters="console")
+        oa.track_interaction(session_id="conv-exit", user_id="u", model_name="gpt-4o", prompt_tokens=10)
+
+        def refuse(thread):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+        # Registered after configure(), so it runs before the handle's flush at exit (last in, first out).
+        atexit.register(lambda: setattr(threading.Thread, "start", refuse))
+        """
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert json.loads(result.stdout)["attributes"]["session.id"] == "conv-exit"
+
+
 def test_otel_traces_exporter_is_used_when_we_build_the_provider() -> None:
     result = run_python(
         """
