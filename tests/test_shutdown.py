@@ -92,3 +92,23 @@ def test_sigterm_under_load_flushes_within_the_timeout(tracker_kind: str) -> Non
         assert isinstance(tracker, FakeTracker)
         chats = [i for i in tracker.interactions if i["type"] == "chat"]
         assert len(chats) >= len(answered)  # every answered request's interaction was flushed at exit
+
+
+def test_a_program_that_just_ends_delivers_its_sessions_and_interactions(fake_tracker: FakeTracker) -> None:
+    """No shutdown call: the flush at exit sends everything, session starts included. It runs
+    after concurrent.futures has stopped taking work, so the concurrent sends happen one by one;
+    the tracker, like the deployed worker, refuses an interaction of a session never started."""
+    from tests.helpers import run_python
+
+    result = run_python(
+        """
+        import otel_analytics as oa
+        oa.configure(exporters="tracker")
+        for n in range(5):
+            oa.track_interaction(session_id=f"conv-exit-{n}", user_id="u", model_name="gpt-4o", prompt_tokens=10)
+        """,
+        ANALYTICS_TRACKER_URL=fake_tracker.url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(fake_tracker.sessions) == [f"conv-exit-{n}" for n in range(5)], result.stderr
+    assert len(fake_tracker.interactions) == 5, result.stderr

@@ -380,11 +380,16 @@ class TrackerSpanExporter(SpanExporter):
             finally:
                 otel_context.detach(token)
 
-        try:
-            futures = [self._pool.submit(run, job) for job in jobs]
-        except RuntimeError:  # the pool is shut down: we are stopping
-            return [False]
-        return [future.result() for future in futures]
+        results: list[Callable[[], bool]] = []
+        for job in jobs:
+            try:
+                results.append(self._pool.submit(run, job).result)
+            except RuntimeError:
+                # The pool takes no more work: at interpreter exit (concurrent.futures stops every
+                # pool before the flush at exit runs), or this exporter is stopping. The job runs
+                # here, in turn: sent, or counted as dropped, never silently lost.
+                results.append(functools.partial(run, job))
+        return [result() for result in results]
 
     def _send_batch(self, calls: list[EncodedCall], deadline: float) -> bool:
         body = b'{"interactions":[' + b",".join([call.payload for call in calls]) + b"]}"
