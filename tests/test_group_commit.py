@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ async def post_together(app: Any, bodies: list[dict[str, Any]]) -> list[httpx.Re
 
 
 @pytest.fixture
-def app_and_calls(tmp_path: Path) -> tuple[Any, list[int]]:
+def app_and_calls(tmp_path: Path) -> Iterator[tuple[Any, list[int]]]:
     app = create_app(TrackerConfig(db_path=str(tmp_path / "group.db")))
     store = app.state.tracker.store
     calls: list[int] = []
@@ -49,7 +50,8 @@ def app_and_calls(tmp_path: Path) -> tuple[Any, list[int]]:
         return added
 
     store.add_interactions = counted
-    return app, calls
+    yield app, calls  # driven without its lifespan, which would close the store: closed here
+    store.close()
 
 
 def stored(app: Any) -> dict[str, int]:

@@ -494,3 +494,17 @@ def test_impossible_or_ambiguous_timestamps_are_refused(bad: str) -> None:
 
     with pytest.raises(ContractError):
         parse_timestamp(bad, "timestamp")
+
+
+def test_the_served_app_closes_its_database_when_it_stops(tmp_path: Any) -> None:
+    import sqlite3
+
+    from starlette.testclient import TestClient
+
+    from otel_analytics.tracker.app import TrackerConfig, create_app
+
+    app = create_app(TrackerConfig(db_path=str(tmp_path / "closed.db")))
+    with TestClient(app) as client:  # runs the lifespan: start-up, then shutdown on exit
+        assert client.get("/health").json()["status"] == "ok"
+    with pytest.raises(sqlite3.ProgrammingError):
+        app.state.tracker.store._db.execute("SELECT 1")

@@ -403,6 +403,8 @@ def create_app(config: TrackerConfig | None = None, *, store: Store | None = Non
         # The price snapshot takes a few hundred ms to import: load it now, not in the first request.
         threading.Thread(target=tracker.store.warm_prices, name="tracker-prices", daemon=True).start()
         yield
+        if store is None:  # the store made here: closed with the server (its last WAL checkpoint)
+            tracker.store.close()
 
     app = Starlette(
         routes=routes, exception_handlers={HTTPException: _http_error, 500: _server_error}, lifespan=lifespan
