@@ -8,6 +8,7 @@ is interactions stored (counted in the database afterwards) per second of wall t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -79,7 +80,7 @@ def main() -> int:
             elapsed = time.perf_counter() - started
         finally:
             servers.stop(tracker)
-        with sqlite3.connect(database) as db:
+        with contextlib.closing(sqlite3.connect(database)) as db, db:
             stored = db.execute("SELECT COUNT(*) FROM interactions").fetchone()[0]
             sessions = db.execute("SELECT COUNT(*), SUM(total_interactions) FROM sessions").fetchone()
     rate = stored / elapsed

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,5 +96,5 @@ class LocalTracker:
     def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         import sqlite3
 
-        with sqlite3.connect(self.db_path) as db:
+        with contextlib.closing(sqlite3.connect(self.db_path)) as db, db:  # "with db" commits; closing() closes
             return db.execute(sql, params).fetchall()

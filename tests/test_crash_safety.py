@@ -3,6 +3,7 @@ and holds every interaction that got a 2xx answer."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import subprocess
@@ -76,7 +77,7 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(tmp_path: Path) -> Non
     for thread in threads:
         thread.join(10)
     assert len(acknowledged) > 100
-    with sqlite3.connect(database) as db:
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         stored = {row[0] for row in db.execute("SELECT idempotency_key FROM interactions")}
         totals = db.execute("SELECT SUM(total_interactions) FROM sessions").fetchone()[0]

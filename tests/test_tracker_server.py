@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import httpx
@@ -380,7 +381,7 @@ def test_store_migrations_are_versioned_and_idempotent(tmp_path: Any) -> None:
     Store(path).close()  # applying again changes nothing
     import sqlite3
 
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         assert db.execute("PRAGMA user_version").fetchone() == (2,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -396,7 +397,7 @@ def test_a_version_1_database_is_upgraded_with_its_rows_and_rules(tmp_path: Any)
 
     path = str(tmp_path / "v1.db")
     initial = resources.files("otel_analytics.tracker.migrations").joinpath("0001_initial.sql").read_text()
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         for statement in _statements(initial):
             db.execute(statement)
         db.execute("PRAGMA user_version = 1")
@@ -412,7 +413,7 @@ def test_a_version_1_database_is_upgraded_with_its_rows_and_rules(tmp_path: Any)
         assert row["id"] == "int_1"
     finally:
         store.close()
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         assert db.execute("PRAGMA user_version").fetchone() == (2,)
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'interactions'")}
         assert {"interactions_session_time", "interactions_user_time", "interactions_time"} <= indexes
@@ -457,7 +458,10 @@ def test_writes_reach_the_database_file_without_a_committing_request_checkpointi
 
         def in_main_file() -> int:
             # immutable=1 reads the database file alone, ignoring the WAL
-            with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as db:
+            with (
+                contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as db,
+                db,
+            ):  # commits, then closes
                 try:
                     return int(db.execute("SELECT COUNT(*) FROM sessions WHERE id = 'conv-wal'").fetchone()[0])
                 except sqlite3.DatabaseError:
