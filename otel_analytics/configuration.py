@@ -116,7 +116,7 @@ def _bounded(work: Callable[[], Any], timeout_s: float, name: str) -> bool:
         threading.Thread(target=run, name=f"otel-analytics-{name}", daemon=True).start()
     except RuntimeError:  # at interpreter exit (Python 3.12+): the thread started ahead runs it
         if _standby is None:
-            run()  # no handle was ever configured: nothing to wait for but this
+            run()  # a handle made without configure(), which starts the standby thread
         else:
             _standby.submit(run)
     return done.wait(timeout_s) and all(outcome)
