@@ -112,3 +112,34 @@ def test_a_program_that_just_ends_delivers_its_sessions_and_interactions(fake_tr
     assert result.returncode == 0, result.stderr
     assert sorted(fake_tracker.sessions) == [f"conv-exit-{n}" for n in range(5)], result.stderr
     assert len(fake_tracker.interactions) == 5, result.stderr
+
+
+def test_a_program_that_just_ends_with_the_tracker_hung_exits_within_the_flush_timeout() -> None:
+    """The sends stuck on a hung tracker (a minute of retry budget) do not hold the exit: the
+    flush at exit gives up after its timeout, and nothing else waits for them."""
+    from tests.helpers import run_python
+
+    hung = SilentServer()
+    try:
+        started = time.monotonic()
+        result = run_python(
+            """
+            import time
+            import otel_analytics as oa
+            oa.configure(exporters="tracker")
+            for n in range(5):
+                oa.track_interaction(session_id=f"conv-hung-{n}", user_id="u", model_name="gpt-4o", prompt_tokens=1)
+            time.sleep(1.0)  # the batch is out: its session starts hang in the exporter's threads
+            """,
+            timeout=120,
+            ANALYTICS_TRACKER_URL=hung.url,
+            ANALYTICS_FLUSH_TIMEOUT_S="2",
+            ANALYTICS_TIMEOUT_S="30",
+            ANALYTICS_RETRY_BUDGET_S="60",
+            OTEL_BSP_SCHEDULE_DELAY="100",
+        )
+        took = time.monotonic() - started
+    finally:
+        hung.close()
+    assert result.returncode == 0, result.stderr
+    assert took < 10, took  # a second of work, the 2 s flush timeout, interpreter start and exit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Iterator
@@ -487,3 +488,36 @@ def test_a_model_name_given_as_a_str_enum_is_sent_as_its_text() -> None:
     attributes = {"analytics.interaction.type": "chat", "gen_ai.request.model": Model.GPT_4O}
     body = interaction_body(SpanRecord(1, 2, 0, 1_000_000, attributes), "s", "u", "chat", False)
     assert body["model_name"] == "gpt-4o" and type(body["model_name"]) is str
+
+
+def test_the_daemon_pool_runs_at_most_its_size_at_once_and_stops_cleanly() -> None:
+    import threading
+
+    from otel_analytics.exporters.daemon_pool import DaemonPool
+
+    pool = DaemonPool(3, "test-pool")
+    release, running, peak = threading.Event(), [0], [0]
+    lock = threading.Lock()
+
+    def job(n: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        release.wait(5)
+        with lock:
+            running[0] -= 1
+        if n == 4:
+            raise ValueError("job 4")
+        return n
+
+    futures = [pool.submit(functools.partial(job, n)) for n in range(6)]
+    time.sleep(0.2)
+    assert peak[0] == 3  # three threads, three jobs at once; the rest wait
+    release.set()
+    assert [f.result(5) for f in futures if f is not futures[4]] == [0, 1, 2, 3, 5]
+    with pytest.raises(ValueError, match="job 4"):
+        futures[4].result(5)
+    assert all(thread.daemon for thread in threading.enumerate() if thread.name.startswith("test-pool"))
+    pool.stop()
+    with pytest.raises(RuntimeError):
+        pool.submit(lambda: 1)

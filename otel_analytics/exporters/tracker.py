@@ -32,7 +32,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any, NamedTuple
@@ -58,6 +57,7 @@ from ..contract import (
     to_call,
 )
 from ..errors import ConfigurationError
+from .daemon_pool import DaemonPool
 
 _logger = logging.getLogger("otel_analytics")
 _SUPPRESS = otel_context._SUPPRESS_INSTRUMENTATION_KEY  # the key every OTel instrumentation checks
@@ -225,7 +225,7 @@ class TrackerSpanExporter(SpanExporter):
         self._headers = httpx.Headers(headers)
         self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
         self._urls = {route: httpx.URL(self.url + route) for route in _ROUTES}
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="otel-analytics-tracker")
+        self._pool = DaemonPool(concurrency, "otel-analytics-tracker")
         rebuild_in_forked_child(self._after_fork_in_child)
         self._concurrency = concurrency
         self._stopping = threading.Event()
@@ -242,7 +242,7 @@ class TrackerSpanExporter(SpanExporter):
     def _after_fork_in_child(self) -> None:
         """A forked worker gets its own threads, lock and connections: the parent's threads do not
         exist in the child, and its pooled sockets are the parent's."""
-        self._pool = ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="otel-analytics-tracker")
+        self._pool = DaemonPool(self._concurrency, "otel-analytics-tracker")
         self._lock = threading.Lock()
         stopped, self._stopping = self._stopping.is_set(), threading.Event()
         if stopped:
@@ -271,7 +271,7 @@ class TrackerSpanExporter(SpanExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._stopping.set()  # wakes any backoff sleep: retries give up at once
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.stop()
         self._transport.close()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -383,11 +383,10 @@ class TrackerSpanExporter(SpanExporter):
         results: list[Callable[[], bool]] = []
         for job in jobs:
             try:
-                results.append(self._pool.submit(run, job).result)
+                results.append(self._pool.submit(functools.partial(run, job)).result)
             except RuntimeError:
-                # The pool takes no more work: at interpreter exit (concurrent.futures stops every
-                # pool before the flush at exit runs), or this exporter is stopping. The job runs
-                # here, in turn: sent, or counted as dropped, never silently lost.
+                # No thread for it: this exporter is stopping, or (Python 3.12+) the interpreter
+                # is exiting. The job runs here, in turn: sent, or counted as dropped, never lost.
                 results.append(functools.partial(run, job))
         return [result() for result in results]
 
