@@ -130,8 +130,8 @@ class AnalyticsMiddleware:
     ) -> None:
         self.app = app
         self._rules = tuple(rules) if rules is not None else None
-        self._user_id = user_id
-        self._session_id = session_id
+        self._user_id_of = user_id
+        self._session_id_of = session_id
         self._user_header = user_header.lower().encode() if user_header else None
         self._session_header = session_header.lower().encode() if session_header else None
         self._server_span = server_span
@@ -423,7 +423,7 @@ class _Exchange:
 
     def _start(self) -> None:
         scope, runtime = self._scope, self._runtime
-        getter = self._middleware._user_id
+        getter = self._middleware._user_id_of
         user = None
         if getter is not None:
             try:
@@ -461,7 +461,7 @@ class _Exchange:
                 self._header_session = _text(value.decode("latin-1"))
 
     def _session_from_request(self, header_session: str | None) -> str | None:
-        getter = self._middleware._session_id
+        getter = self._middleware._session_id_of
         if getter is not None:
             try:
                 found = _text(getter(self._scope))
