@@ -511,7 +511,10 @@ def test_the_daemon_pool_runs_at_most_its_size_at_once_and_stops_cleanly() -> No
         return n
 
     futures = [pool.submit(functools.partial(job, n)) for n in range(6)]
-    time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while running[0] < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # room for a fourth, had the pool started one
     assert peak[0] == 3  # three threads, three jobs at once; the rest wait
     release.set()
     assert [f.result(5) for f in futures if f is not futures[4]] == [0, 1, 2, 3, 5]
