@@ -21,7 +21,7 @@ from opentelemetry import context as otel_context
 from . import attributes as attrs
 from . import runtime as _runtime
 from ._guard import internal_errors, warn_once
-from .context import resolve_session
+from .context import note_app_chat, resolve_session
 from .recording import Recording, emit_interaction, link_back, metadata_json, parent_and_links
 from .usage import Usage
 
@@ -153,6 +153,8 @@ def track_interaction(
         )
         if links:
             link_back(session, context)
+        if type == "chat":
+            note_app_chat(None)
         return format(context.span_id, "016x")
     return None
 

@@ -43,6 +43,38 @@ def _ids(session_id: str) -> tuple[int, int]:
 current_session: ContextVar[SessionRef | None] = ContextVar("otel_analytics_session", default=None)
 
 
+class AppChats:
+    """What the middleware keeps of the chat interactions an app records itself while handling a
+    chat request (around its LLM call, say): its record of the request defers to them when it
+    would only count the same exchange again. The middleware's per-request state is one."""
+
+    __slots__ = ("app_chat_count", "app_response_ids")
+
+    def __init__(self) -> None:
+        self.app_chat_count = 0
+        self.app_response_ids: set[str] | None = None
+
+    def note_app_chat(self, response_id: str | None) -> None:
+        self.app_chat_count += 1
+        if response_id:
+            ids = self.app_response_ids
+            if ids is None:
+                self.app_response_ids = {response_id}
+            elif len(ids) < 64:  # bounded: a request records a handful
+                ids.add(response_id)
+
+
+app_chats: ContextVar[AppChats | None] = ContextVar("otel_analytics_app_chats", default=None)
+"""Set by the middleware around the app while it handles a chat request."""
+
+
+def note_app_chat(response_id: str | None) -> None:
+    """Tell the middleware handling the current request, if any, of a chat the app recorded."""
+    chats = app_chats.get()
+    if chats is not None:
+        chats.note_app_chat(response_id)
+
+
 def resolve_session(session_id: str | None, user_id: str | None) -> SessionRef | None:
     """The session an interaction belongs to: explicit ids first, then the context's."""
     ambient = current_session.get()

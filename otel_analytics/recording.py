@@ -22,7 +22,7 @@ from opentelemetry.util.types import AttributeValue
 
 from . import attributes as attrs
 from ._guard import internal_errors, report_internal_error
-from .context import SessionRef, current_session, session_parent
+from .context import SessionRef, current_session, note_app_chat, session_parent
 from .pricing import cost_of
 from .runtime import Runtime, pinned_ids
 from .usage import Usage, read_response, token_count
@@ -403,6 +403,8 @@ class Recording:
                 out=final,
             )
             span.set_attributes(final)
+            if self._type == "chat":
+                note_app_chat(self._usage.response_id)
             if status is not None:
                 if exc is not None and not isinstance(exc, asyncio.CancelledError):
                     span.record_exception(exc)

@@ -38,7 +38,7 @@ from .. import attributes as attrs
 from .. import runtime as _runtime
 from .._guard import report_internal_error, warn_once
 from .._json import top_level
-from ..context import ANONYMOUS_USER, SessionRef, current_session
+from ..context import ANONYMOUS_USER, AppChats, SessionRef, app_chats, current_session
 from ..finished_spans import NOT_SAMPLED, SAMPLED, add_link
 from ..recording import emit_interaction, metadata_json
 from ..runtime import Runtime
@@ -275,7 +275,7 @@ def _instrumented(app: Any) -> bool:
     return type(app).__name__ == "OpenTelemetryMiddleware"
 
 
-class _Exchange:
+class _Exchange(AppChats):
     """One request/response: all of its state, and the interaction or session event it records."""
 
     # Slots: a request's state is ~30 fields; an instance dict grew (and was resized) to hold them.
@@ -346,6 +346,8 @@ class _Exchange:
         self._json_body = False
         self._header_user: str | None = None
         self._header_session: str | None = None
+        self.app_chat_count = 0  # AppChats: what the app records itself, for a chat request
+        self.app_response_ids: set[str] | None = None
 
     async def run(self, receive: Receive, send: Send) -> None:
         self._receive = receive
@@ -371,12 +373,15 @@ class _Exchange:
         except Exception as error:
             report_internal_error("asgi.start", error)
         token = current_session.set(self._session) if self._session is not None else None
+        chats_token = app_chats.set(self) if token is not None and self._rule.kind == "chat" else None
         try:
             await self._middleware.app(self._scope, self._replay_receive, self._forward_send)
         except BaseException as exc:
             self._end(exc)
             raise
         finally:
+            if chats_token is not None:
+                app_chats.reset(chats_token)
             if token is not None:
                 current_session.reset(token)
             self._end(None)
@@ -603,7 +608,7 @@ class _Exchange:
                 end_session(self._session_id, self._user_id)
             return
         session = self._session
-        if session is None:
+        if session is None or self._recorded_by_app(usage):
             return
         extra: dict[str, Any] = {attrs.GEN_AI_REQUEST_STREAM: True} if self._stream else {}
         if self._status >= 400:
@@ -634,6 +639,18 @@ class _Exchange:
             pinned=self._pinned,
             plain=True,  # every value above is a str, int, bool or float made here, or read by _text
         )
+
+    def _recorded_by_app(self, usage: Usage | None) -> bool:
+        """Whether the app recorded this exchange as chat interactions of its own (around its LLM
+        call, say): then a record of the request would count it again. So when the answer showed
+        no token counts, or showed the very response (its id) the app recorded, the app's records
+        stand alone; counts of another response are kept, as they may be another call's."""
+        if not self.app_chat_count:
+            return False
+        if usage is None or not usage.reported:
+            return True
+        ids = self.app_response_ids
+        return ids is not None and usage.response_id in ids
 
     def _session_started(self, document: Any) -> None:
         if not 200 <= self._status < 300:
