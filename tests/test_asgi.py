@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import json
@@ -17,7 +18,7 @@ import otel_analytics as oa
 from otel_analytics import _guard
 from otel_analytics.asgi import AnalyticsMiddleware, RouteRule
 from otel_analytics.testing import CaptureAnalytics
-from tests.asgi_client import Exchange, ReceiveLog, call
+from tests.asgi_client import Exchange, ReceiveLog, call, http_scope
 from tests.chat_apps import build, gzipped
 
 pytestmark = pytest.mark.anyio
@@ -184,6 +185,48 @@ async def test_large_request_is_replayed_and_the_rest_flows_live(capture_analyti
     assert app.state.recorder.request_bodies == [b"".join(big)]
     (span,) = chats(capture_analytics)
     assert span["attributes"]["session.id"].startswith("session-")  # not read: a fallback session
+
+
+@pytest.mark.parametrize("declared", [b"10000000", b"70000"])
+async def test_a_body_declared_over_the_cap_is_not_waited_for(
+    capture_analytics: CaptureAnalytics, declared: bytes
+) -> None:
+    # An app that answers on the headers alone (a 401, a 413, an Expect: 100-continue declined),
+    # to a client that declared more than would be read and has sent only the start of it: the
+    # middleware must not wait for a body it would not parse anyway.
+    async def refuse(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 413, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    first = {"type": "http.request", "body": b'{"conversationId": "conv-big", "text": "', "more_body": True}
+    sent: list[dict[str, Any]] = []
+    rest = asyncio.Event()  # the rest of the body never comes
+
+    async def receive() -> dict[str, Any]:
+        if first in pending:
+            pending.remove(first)
+            return first
+        await rest.wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    pending = [first]
+    scope = http_scope("POST", "/api/messages", headers=[(b"content-length", declared)])
+    middleware = AnalyticsMiddleware(refuse, server_span=False, inspect_bytes=64 * 1024)
+    await asyncio.wait_for(middleware(scope, receive, send), timeout=5)
+    assert [m.get("status") for m in sent] == [413, None] and pending == [first]  # not even read
+    (span,) = chats(capture_analytics)
+    assert span["attributes"]["analytics.outcome"] == "completed"
+
+
+async def test_a_body_declared_within_the_cap_is_still_read(capture_analytics: CaptureAnalytics) -> None:
+    body = b'{"conversationId": "conv-declared", "model": "gpt-4o-mini"}'
+    headers = [*USER, (b"content-length", str(len(body)).encode())]
+    await call(AnalyticsMiddleware(build(), server_span=False), "POST", "/api/messages", body=[body], headers=headers)
+    (span,) = chats(capture_analytics)
+    assert span["attributes"]["session.id"] == "conv-declared"
 
 
 async def test_sse_stream_with_a_usage_chunk(capture_analytics: CaptureAnalytics) -> None:

@@ -281,6 +281,7 @@ class _Exchange(AppChats):
     # Slots: a request's state is ~30 fields; an instance dict grew (and was resized) to hold them.
     __slots__ = (
         "_body_sessions",
+        "_content_length",
         "_disconnected",
         "_done",
         "_final_at",
@@ -344,6 +345,7 @@ class _Exchange(AppChats):
         self._session_id: str | None = None
         self._user_id = ANONYMOUS_USER
         self._json_body = False
+        self._content_length: bytes | None = None  # as the client declared it, read if needed
         self._header_user: str | None = None
         self._header_session: str | None = None
         self.app_chat_count = 0  # AppChats: what the app records itself, for a chat request
@@ -360,14 +362,15 @@ class _Exchange(AppChats):
             # Read a JSON request body before the app runs (which waits for all of it anyway, to
             # parse it); the app gets the same messages.
             cap = self._middleware.inspect_bytes(self._runtime)
-            message = await self._receive()
-            self._pending.append(message)
-            if type(message) is not dict:
-                pass  # not an ASGI message: the app gets it as it is, analytics reads nothing
-            elif message.get("type") == "http.request" and not message.get("more_body", False):
-                self._read_body(message.get("body", b""), cap)  # all in one message: the common case
-            else:
-                await self._read_ahead(message, cap)
+            if not self._declared_over(cap):
+                message = await self._receive()
+                self._pending.append(message)
+                if type(message) is not dict:
+                    pass  # not an ASGI message: the app gets it as it is, analytics reads nothing
+                elif message.get("type") == "http.request" and not message.get("more_body", False):
+                    self._read_body(message.get("body", b""), cap)  # all in one message: the common case
+                else:
+                    await self._read_ahead(message, cap)
         try:
             self._start()
         except Exception as error:
@@ -407,6 +410,13 @@ class _Exchange(AppChats):
             message = await self._receive()
             self._pending.append(message)
         self._read_body(b"".join(parts), cap)
+
+    def _declared_over(self, cap: int) -> bool:
+        """Whether the client declared a body larger than ``cap``: one that would not be read.
+        Waiting for its first ``cap`` bytes anyway would hold up an app that answers on the
+        headers alone (a 401, a 413, an ``Expect: 100-continue`` it declines)."""
+        declared = self._content_length
+        return declared is not None and declared.isdigit() and int(declared) > cap
 
     def _read_body(self, body: bytes, cap: int) -> None:
         """The request's model, stream flag and session id (read later), from a JSON body."""
@@ -460,6 +470,8 @@ class _Exchange(AppChats):
         for name, value in self._scope.get("headers", ()):
             if name == b"content-type":
                 self._json_body = value == b"application/json" or _is_json(value)
+            elif name == b"content-length":
+                self._content_length = value
             elif name == user_header:
                 self._header_user = _text(value.decode("latin-1"))
             elif name == session_header:
