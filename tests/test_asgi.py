@@ -221,12 +221,25 @@ async def test_a_body_declared_over_the_cap_is_not_waited_for(
     assert span["attributes"]["analytics.outcome"] == "completed"
 
 
-async def test_a_body_declared_within_the_cap_is_still_read(capture_analytics: CaptureAnalytics) -> None:
+@pytest.mark.parametrize("declared", [b"57", b"", b"abc", b"-5", b"\xd9\xa5", "57", 57])
+async def test_a_body_declared_within_the_cap_or_unreadably_is_still_read(
+    capture_analytics: CaptureAnalytics, declared: Any
+) -> None:
     body = b'{"conversationId": "conv-declared", "model": "gpt-4o-mini"}'
-    headers = [*USER, (b"content-length", str(len(body)).encode())]
+    headers = [*USER, (b"content-length", declared)]
     await call(AnalyticsMiddleware(build(), server_span=False), "POST", "/api/messages", body=[body], headers=headers)
     (span,) = chats(capture_analytics)
     assert span["attributes"]["session.id"] == "conv-declared"
+
+
+async def test_a_declared_length_of_thousands_of_digits_is_over_the_cap(capture_analytics: CaptureAnalytics) -> None:
+    # int() refuses to read 4,300 digits or more (CPython's guard against slow conversions).
+    app = build()
+    headers = [(b"content-length", b"9" * 5000)]
+    await call(AnalyticsMiddleware(app, server_span=False), "POST", "/api/messages", body=b"{}", headers=headers)
+    assert app.state.recorder.request_bodies == [b"{}"]
+    (span,) = chats(capture_analytics)
+    assert span["attributes"]["session.id"].startswith("session-")  # not read ahead
 
 
 async def test_sse_stream_with_a_usage_chunk(capture_analytics: CaptureAnalytics) -> None:

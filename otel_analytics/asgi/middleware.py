@@ -416,7 +416,9 @@ class _Exchange(AppChats):
         Waiting for its first ``cap`` bytes anyway would hold up an app that answers on the
         headers alone (a 401, a 413, an ``Expect: 100-continue`` it declines)."""
         declared = self._content_length
-        return declared is not None and declared.isdigit() and int(declared) > cap
+        if type(declared) is not bytes or not declared.isdigit():
+            return False  # none, or not a length: read as before (the server decides what it is)
+        return len(declared) > 18 or int(declared) > cap  # int() refuses 4,300 digits and more
 
     def _read_body(self, body: bytes, cap: int) -> None:
         """The request's model, stream flag and session id (read later), from a JSON body."""
