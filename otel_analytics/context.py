@@ -28,16 +28,16 @@ class SessionRef(NamedTuple):
     trace_id: int
     root_span_id: int
 
-    @classmethod
-    def of(cls, session_id: str, user_id: str | None) -> SessionRef:
-        trace_id, root_span_id = _ids(session_id)
-        return cls(session_id, user_id or ANONYMOUS_USER, trace_id, root_span_id)
+    @staticmethod
+    def of(session_id: str, user_id: str | None) -> SessionRef:
+        return _session_ref(session_id, user_id or ANONYMOUS_USER)
 
 
 @functools.lru_cache(maxsize=4096)
-def _ids(session_id: str) -> tuple[int, int]:
-    """The derived ids, remembered: a conversation's requests reuse them."""
-    return session_trace_id(session_id), session_root_span_id(session_id)
+def _session_ref(session_id: str, user_id: str) -> SessionRef:
+    """A session, remembered (a tuple: read-only, so shared): a conversation's requests reuse it,
+    its ids derived once, where making it anew cost each request ~4k instructions."""
+    return SessionRef(session_id, user_id, session_trace_id(session_id), session_root_span_id(session_id))
 
 
 current_session: ContextVar[SessionRef | None] = ContextVar("otel_analytics_session", default=None)
