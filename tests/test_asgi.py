@@ -450,7 +450,7 @@ async def test_analytics_errors_are_swallowed_and_logged_once(
 async def test_a_failing_inspector_never_holds_more_than_a_group_of_chunks(
     capture_analytics: CaptureAnalytics, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from otel_analytics.asgi import inspect
+    from otel_analytics.asgi import inspect, middleware
 
     handed: list[int] = []
 
@@ -460,9 +460,10 @@ async def test_a_failing_inspector_never_holds_more_than_a_group_of_chunks(
 
     monkeypatch.setattr(inspect.SseInspector, "feed_many", broken)
     monkeypatch.setattr(_guard, "RAISE_UNDER_PYTEST", False)
+    monkeypatch.setattr(middleware, "_CHUNKS_PER_READ", 8)  # the stream's 21 events: three groups
     bare, seen = await sse_bare_and_through(b'{"conversationId": "c"}')
     assert seen.sent == bare.sent
-    assert handed and max(handed) <= 16  # each group dropped with the failure, not carried on
+    assert handed == [8, 8, 5]  # each group dropped with the failure, not carried on
     assert len(chats(capture_analytics)) == 1
 
 

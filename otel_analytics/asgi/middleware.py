@@ -58,7 +58,7 @@ UserIdGetter = Callable[[Scope], "str | None"]
 SessionIdGetter = Callable[[Scope], "str | None"]
 
 _logger = logging.getLogger("otel_analytics")
-_CHUNKS_PER_READ = 16  # at most this many response chunks are held before the inspector reads them
+_CHUNKS_PER_READ = 32  # at most this many response chunks are held before the inspector reads them
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SESSION_KEYS = ("conversationId", "conversation_id", "session_id", "sessionId")
 _BODY_KEYS = ("model", "stream", *_SESSION_KEYS)  # all that is read of a request body
