@@ -100,7 +100,10 @@ def _count(valgrind: str, variant: str, workdir: str) -> list[int]:
         variant,
         *(["--quick"] if QUICK else []),
     ]
-    run = subprocess.run(command, capture_output=True, text=True)
+    # One hash seed for every run: with a random one (Python's default), dicts and sets of strings
+    # lay out differently each time, and the same code counted up to ~4k instructions apart
+    # from one run to the next.
+    run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     if run.returncode != 0:
         raise RuntimeError(f"{variant} under callgrind failed: {run.stderr[-2000:]}")
     # Dump 1 is start-up and warm-up; dumps 2.. are the phases, in order.
