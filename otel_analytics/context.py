@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from contextvars import ContextVar
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -43,25 +43,12 @@ def _session_ref(session_id: str, user_id: str) -> SessionRef:
 current_session: ContextVar[SessionRef | None] = ContextVar("otel_analytics_session", default=None)
 
 
-class AppChats:
-    """What the middleware keeps of the chat interactions an app records itself while handling a
-    chat request (around its LLM call, say): its record of the request defers to them when it
-    would only count the same exchange again. The middleware's per-request state is one."""
+class AppChats(Protocol):
+    """Told of the chat interactions an app records itself while the middleware handles one of
+    its chat requests (around its LLM call, say): the middleware's record of that request defers
+    to them when it would only count the same exchange again."""
 
-    __slots__ = ("app_chat_count", "app_response_ids")
-
-    def __init__(self) -> None:
-        self.app_chat_count = 0
-        self.app_response_ids: set[str] | None = None
-
-    def note_app_chat(self, response_id: str | None) -> None:
-        self.app_chat_count += 1
-        if response_id:
-            ids = self.app_response_ids
-            if ids is None:
-                self.app_response_ids = {response_id}
-            elif len(ids) < 64:  # bounded: a request records a handful
-                ids.add(response_id)
+    def note_app_chat(self, response_id: str | None) -> None: ...
 
 
 app_chats: ContextVar[AppChats | None] = ContextVar("otel_analytics_app_chats", default=None)

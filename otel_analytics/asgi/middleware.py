@@ -38,7 +38,7 @@ from .. import attributes as attrs
 from .. import runtime as _runtime
 from .._guard import report_internal_error, warn_once
 from .._json import top_level
-from ..context import ANONYMOUS_USER, AppChats, SessionRef, app_chats, current_session
+from ..context import ANONYMOUS_USER, SessionRef, app_chats, current_session
 from ..finished_spans import NOT_SAMPLED, SAMPLED, add_link
 from ..recording import emit_interaction, metadata_json
 from ..runtime import Runtime
@@ -275,11 +275,13 @@ def _instrumented(app: Any) -> bool:
     return type(app).__name__ == "OpenTelemetryMiddleware"
 
 
-class _Exchange(AppChats):
+class _Exchange:
     """One request/response: all of its state, and the interaction or session event it records."""
 
     # Slots: a request's state is ~30 fields; an instance dict grew (and was resized) to hold them.
     __slots__ = (
+        "_app_chat_count",
+        "_app_response_ids",
         "_body_sessions",
         "_content_length",
         "_disconnected",
@@ -348,8 +350,8 @@ class _Exchange(AppChats):
         self._content_length: bytes | None = None  # as the client declared it, read if needed
         self._header_user: str | None = None
         self._header_session: str | None = None
-        self.app_chat_count = 0  # AppChats: what the app records itself, for a chat request
-        self.app_response_ids: set[str] | None = None
+        self._app_chat_count = 0  # the chat interactions the app records itself (note_app_chat)
+        self._app_response_ids: set[str] | None = None
 
     async def run(self, receive: Receive, send: Send) -> None:
         self._receive = receive
@@ -659,12 +661,22 @@ class _Exchange(AppChats):
         call, say): then a record of the request would count it again. So when the answer showed
         no token counts, or showed the very response (its id) the app recorded, the app's records
         stand alone; counts of another response are kept, as they may be another call's."""
-        if not self.app_chat_count:
+        if not self._app_chat_count:
             return False
         if usage is None or not usage.reported:
             return True
-        ids = self.app_response_ids
+        ids = self._app_response_ids
         return ids is not None and usage.response_id in ids
+
+    def note_app_chat(self, response_id: str | None) -> None:
+        """The app recorded a chat interaction while handling this request (``context.AppChats``)."""
+        self._app_chat_count += 1
+        if response_id:
+            ids = self._app_response_ids
+            if ids is None:
+                self._app_response_ids = {response_id}
+            elif len(ids) < 64:  # bounded: a request records a handful
+                ids.add(response_id)
 
     def _session_started(self, document: Any) -> None:
         if not 200 <= self._status < 300:
