@@ -4,13 +4,16 @@ Pure ASGI, with a fresh per-request object (:class:`_Exchange`) that owns all re
 nothing about a request is stored on the middleware. For a request that a route rule marks:
 
 - A JSON request body is read ahead up to the inspection cap (for the session id and the
-  requested model) and replayed to the app message for message, so the app receives exactly the
-  same messages.
+  requested model), unless its ``Content-Length`` says it is larger, and replayed to the app
+  message for message, so the app receives exactly the same messages.
 - The interaction span starts before the app runs; the session is set in context for the app, so
   ``oa.*`` calls inside it join the conversation.
 - Every response message is forwarded first, unchanged and at once; only then is a bounded copy
   handed to an incremental JSON/SSE inspector. The span ends with the last body message, or when
   the client disconnects (recorded as such).
+- Chat interactions the app records itself while handling a chat request are noted in the
+  request's state (``context.app_chats``); the middleware records no interaction of its own for
+  the request when they already count the exchange.
 - Exceptions from the app mark the span and propagate unchanged; errors inside analytics are
   logged once and swallowed. Other requests, WebSocket and lifespan scopes pass straight through.
 
