@@ -57,11 +57,15 @@ def track_interaction(
     timestamp: datetime | None = None,
     costs: Mapping[str, int] | None = None,
     metadata: Mapping[str, Any] | None = None,
+    response_id: str | None = None,
 ) -> str | None:
     """Record one finished interaction. Returns its id (the span id, hex), or ``None`` if dropped.
 
     ``timestamp`` is when it started (default: now minus ``compute_duration_ms``); the span lasts
     ``compute_duration_ms``. Session and user default to the session in context.
+    ``response_id``: a chat's id at the provider (``gen_ai.response.id``; not sent to the tracker,
+    whose contract has no field for it). When the app's answer passes that response on, the
+    middleware sees the same id and counts the exchange once.
     """
     runtime = _runtime.current()
     if not runtime.settings.enabled:
@@ -125,11 +129,14 @@ def track_interaction(
         if type == "chat":
             usage.input_tokens = _count("prompt_tokens", prompt_tokens)
             usage.output_tokens = _count("completion_tokens", completion_tokens)
+            usage.response_id = _response_id(response_id)
         if session is None:  # no session: a span under whatever is current, as any other
             recording = Recording(
                 runtime, type, session=None, model=model, metadata=metadata, attributes=extra, start_time=start
             )
-            recording.record_usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+            recording.record_usage(
+                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, response_id=usage.response_id
+            )
             recording.finish(outcome=outcome, end_time=start + duration_ns)
             return format(recording.span.get_span_context().span_id, "016x")
         # The interaction is over: recorded in one go (no live span), where a live one would go.
@@ -154,8 +161,19 @@ def track_interaction(
         if links:
             link_back(session, context)
         if type == "chat":
-            note_app_chat(None)
+            note_app_chat(usage.response_id)
         return format(context.span_id, "016x")
+    return None
+
+
+def _response_id(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and 0 < len(value) <= 256):
+        return value
+    warn_once(
+        "track:response_id",
+        "otel-analytics: ignoring response_id=%.80r (accepted: a string of 1-256 characters).",
+        value,
+    )
     return None
 
 

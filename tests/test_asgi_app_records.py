@@ -88,6 +88,28 @@ async def test_the_response_the_app_recorded_is_counted_once(capture_analytics: 
     assert chat_tokens(capture_analytics) == [(30, 7)]
 
 
+@pytest.mark.parametrize(("said", "counted"), [(True, [(30, 7)]), (False, [(30, 7), (30, 7)])], ids=["id", "no-id"])
+async def test_a_response_reported_with_track_interaction_is_counted_once_by_its_id(
+    capture_analytics: CaptureAnalytics, said: bool, counted: list[tuple[int, int]]
+) -> None:
+    # A proxy that reports its upstream call with the client API: given the response's id, the
+    # middleware knows the answer is that call; without it, the answer's counts may be another
+    # call's, and are kept.
+    async def endpoint(request: Request) -> Response:
+        await request.body()
+        upstream = completion("chatcmpl-tracked")
+        oa.track_interaction(
+            model_name="gpt-4o-mini",
+            prompt_tokens=30,
+            completion_tokens=7,
+            response_id=upstream["id"] if said else None,
+        )
+        return JSONResponse(upstream)
+
+    await call(app_with(endpoint), "POST", "/api/messages", body=BODY)
+    assert chat_tokens(capture_analytics) == counted
+
+
 async def test_a_streamed_response_the_app_recorded_is_counted_once(capture_analytics: CaptureAnalytics) -> None:
     chunks: list[dict[str, Any]] = [
         {"id": "chatcmpl-streamed", "model": "gpt-4o-mini", "choices": [{"delta": {"content": "Hi"}}], "usage": None},

@@ -105,6 +105,22 @@ def test_bad_fields_are_dropped_with_one_warning_and_the_rest_kept(
     assert sum("status='weird'" in m for m in messages) == 1
 
 
+def test_a_chats_response_id_is_recorded_and_a_bad_one_ignored_with_one_warning(
+    capture_analytics: CaptureAnalytics, caplog: pytest.LogCaptureFixture
+) -> None:
+    from otel_analytics import _guard
+
+    _guard._seen.clear()
+    oa.track_interaction(session_id="s", model_name="gpt-4o", prompt_tokens=1, response_id="chatcmpl-1")
+    oa.track_interaction(model_name="gpt-4o", prompt_tokens=1, response_id="chatcmpl-2")  # no session: live span
+    with caplog.at_level(logging.WARNING, logger="otel_analytics"):
+        for bad in (42, "", "x" * 257):
+            oa.track_interaction(session_id="s", model_name="gpt-4o", prompt_tokens=1, response_id=bad)  # type: ignore[arg-type]
+    ids = [span["attributes"].get("gen_ai.response.id") for span in capture_analytics.spans(type="chat")]
+    assert ids == ["chatcmpl-1", "chatcmpl-2", None, None, None]
+    assert sum("ignoring response_id=42" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_session_and_user_come_from_context(capture_analytics: CaptureAnalytics) -> None:
     with oa.session("conv-ctx", user_id="u-ctx", start=False, end=False):
         oa.track_api_call()
