@@ -21,7 +21,7 @@ from opentelemetry import context as otel_context
 from . import attributes as attrs
 from . import runtime as _runtime
 from ._guard import internal_errors, warn_once
-from .context import note_app_chat, resolve_session
+from .context import claim_request_link, note_app_chat, resolve_session
 from .recording import Recording, emit_interaction, link_back, metadata_json, parent_and_links
 from .usage import Usage
 
@@ -141,6 +141,8 @@ def track_interaction(
             return format(recording.span.get_span_context().span_id, "016x")
         # The interaction is over: recorded in one go (no live span), where a live one would go.
         parent, links = parent_and_links(runtime, session)
+        # A chat inside a chat request takes the id the request's span links to already.
+        pinned = claim_request_link(session) if type == "chat" else None
         context = emit_interaction(
             runtime,
             type,
@@ -155,10 +157,10 @@ def track_interaction(
             start_ns=start,
             end_ns=start + duration_ns,
             links=links,
-            pinned=None,
+            pinned=pinned,
             parent=parent if parent is not None else otel_context.get_current(),
         )
-        if links:
+        if links and (pinned is None or context.span_id != pinned.span_id):
             link_back(session, context)
         if type == "chat":
             note_app_chat(usage.response_id)

@@ -12,6 +12,7 @@ from typing import NamedTuple, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.trace import SpanContext
 
 from .ids import session_root_span_id, session_trace_id
 from .runtime import Runtime
@@ -50,6 +51,8 @@ class AppChats(Protocol):
 
     def note_app_chat(self, response_id: str | None) -> None: ...
 
+    def claim_request_link(self, session: SessionRef) -> SpanContext | None: ...
+
 
 app_chats: ContextVar[AppChats | None] = ContextVar("otel_analytics_app_chats", default=None)
 """Set by the middleware around the app while it handles a chat request."""
@@ -60,6 +63,14 @@ def note_app_chat(response_id: str | None) -> None:
     chats = app_chats.get()
     if chats is not None:
         chats.note_app_chat(response_id)
+
+
+def claim_request_link(session: SessionRef) -> SpanContext | None:
+    """The context the request's span already links to as its interaction, for a chat the app
+    records to take as its own (once): should the middleware defer to the app's records, that
+    link still points at a span that exists. None outside a chat request, or when taken."""
+    chats = app_chats.get()
+    return chats.claim_request_link(session) if chats is not None else None
 
 
 def resolve_session(session_id: str | None, user_id: str | None) -> SessionRef | None:

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -22,7 +22,7 @@ from opentelemetry.util.types import AttributeValue
 
 from . import attributes as attrs
 from ._guard import internal_errors, report_internal_error
-from .context import SessionRef, current_session, note_app_chat, session_parent
+from .context import SessionRef, claim_request_link, current_session, note_app_chat, session_parent
 from .pricing import cost_of
 from .runtime import Runtime, pinned_ids
 from .usage import Usage, read_response, token_count
@@ -288,15 +288,18 @@ class Recording:
             extra=attributes,
         )
         parent, links = parent_and_links(runtime, session)
-        self.span = runtime.tracer.start_span(
-            span_name(interaction_type, operation, model, name),
-            context=parent,
-            kind=span_kind(interaction_type),
-            attributes=span_attrs,
-            links=links,
-            start_time=start_time,
-        )
-        if links and session is not None:
+        # A chat inside a chat request takes the id the request's span links to already.
+        pinned = claim_request_link(session) if session is not None and interaction_type == "chat" else None
+        with pinned_ids(pinned.trace_id, pinned.span_id) if pinned is not None else nullcontext():
+            self.span = runtime.tracer.start_span(
+                span_name(interaction_type, operation, model, name),
+                context=parent,
+                kind=span_kind(interaction_type),
+                attributes=span_attrs,
+                links=links,
+                start_time=start_time,
+            )
+        if links and session is not None and (pinned is None or self.span.get_span_context().span_id != pinned.span_id):
             link_back(session, self.span.get_span_context())
 
     # --- what the caller records -------------------------------------------------------------

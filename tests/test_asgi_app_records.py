@@ -176,3 +176,101 @@ async def test_a_chat_recorded_outside_a_request_does_not_touch_the_next_one(
     await call(app_with(endpoint), "POST", "/api/messages", body=BODY)
     sessions = sorted(span["attributes"]["session.id"] for span in capture_analytics.spans(type="chat"))
     assert sessions == ["conv-before", "conv-own"]
+
+
+def with_server_span(endpoint: Any) -> AnalyticsMiddleware:
+    """The app behind the middleware that adds the request's server span itself."""
+    return AnalyticsMiddleware(Starlette(routes=[Route("/api/messages", endpoint, methods=["POST"])]))
+
+
+def request_links(capture: CaptureAnalytics) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The server span's links, and every finished span by id."""
+    spans = capture.spans()
+    (server,) = [span for span in spans if span["kind"] == "SERVER"]
+    return server["links"], {span["span_id"]: span for span in spans}
+
+
+async def proxied_completion(request: Request) -> Response:
+    await request.body()
+    with oa.interaction("chat", model="gpt-4o-mini") as it:
+        upstream = completion("chatcmpl-linked")
+        it.record_response(upstream)
+    return JSONResponse(upstream)
+
+
+@pytest.mark.parametrize("endpoint", [async_endpoint, sync_endpoint, proxied_completion], ids=["track", "sync", "live"])
+async def test_the_request_span_links_to_the_chat_the_app_recorded(
+    capture_analytics: CaptureAnalytics, endpoint: Any
+) -> None:
+    # The middleware links the request's span to its interaction before the app runs; when it
+    # defers to the app's record, that link points at the app's chat, never at a span never made.
+    await call(with_server_span(endpoint), "POST", "/api/messages", body=BODY)
+    links, spans = request_links(capture_analytics)
+    (chat,) = capture_analytics.spans(type="chat")
+    assert links == [chat["span_id"]]
+    assert [spans[link]["attributes"].get("analytics.interaction.type") for link in chat["links"]] == [None]
+    assert chat["trace_id"] == format(oa.session_trace_id("conv-own"), "032x")
+
+
+async def test_a_streamed_chat_the_app_recorded_takes_the_request_link(capture_analytics: CaptureAnalytics) -> None:
+    @oa.interaction("chat", model="gpt-4o-mini")
+    async def upstream() -> AsyncIterator[dict[str, Any]]:
+        yield {"id": "chatcmpl-s", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}}
+
+    async def events() -> AsyncIterator[bytes]:
+        async for chunk in upstream():
+            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    async def endpoint(request: Request) -> Response:
+        await request.body()
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    await call(with_server_span(endpoint), "POST", "/api/messages", body=BODY)
+    links, _ = request_links(capture_analytics)
+    (chat,) = capture_analytics.spans(type="chat")
+    assert links == [chat["span_id"]]
+
+
+async def test_when_both_records_stand_every_request_link_resolves(capture_analytics: CaptureAnalytics) -> None:
+    # The app's chat (a title) takes the request's link; the middleware's record of the answer,
+    # kept, gets an id of its own and links to the request's span.
+    async def endpoint(request: Request) -> Response:
+        await request.body()
+        oa.track_interaction(model_name="gpt-4o-mini", prompt_tokens=5, completion_tokens=2)
+        oa.track_interaction(model_name="gpt-4o-mini", prompt_tokens=6, completion_tokens=1)
+        return JSONResponse(completion("chatcmpl-answer"))
+
+    await call(with_server_span(endpoint), "POST", "/api/messages", body=BODY)
+    links, spans = request_links(capture_analytics)
+    chats = {span["attributes"]["gen_ai.usage.input_tokens"]: span for span in capture_analytics.spans(type="chat")}
+    assert sorted(chats) == [5, 6, 30]
+    assert links == [chats[5]["span_id"], chats[6]["span_id"]]  # the second app chat linked back itself
+    (server_id,) = chats[30]["links"]
+    assert spans[server_id]["kind"] == "SERVER"
+
+
+async def test_an_app_instrumented_inside_gets_no_link_to_a_deferred_record(
+    capture_analytics: CaptureAnalytics,
+) -> None:
+    # The app's own server span starts inside the middleware, which links to it when the answer
+    # starts: by then the app has recorded its chat and linked it back itself.
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    api = FastAPI()
+
+    @api.post("/api/messages")
+    async def reply() -> dict[str, Any]:
+        oa.track_interaction(model_name="gpt-4o", prompt_tokens=120, completion_tokens=40)
+        return {"text": "Hi"}
+
+    FastAPIInstrumentor.instrument_app(
+        api, tracer_provider=capture_analytics.provider, exclude_spans=["receive", "send"]
+    )
+    try:
+        await call(AnalyticsMiddleware(api), "POST", "/api/messages", body=BODY)
+        links, _ = request_links(capture_analytics)
+        (chat,) = capture_analytics.spans(type="chat")
+        assert links == [chat["span_id"]]
+    finally:
+        FastAPIInstrumentor.uninstrument_app(api)

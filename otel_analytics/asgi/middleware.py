@@ -598,9 +598,10 @@ class _Exchange:
         runtime = self._runtime
         finished = runtime.finished
         self._links = (finished.link(request) if finished is not None else Link(request),)  # linked once
-        if runtime.can_pin_ids and server.is_recording():
+        if runtime.can_pin_ids and not self._app_chat_count and server.is_recording():
             # The interaction span is built when the request ends: fix its context now to point
-            # at it (the span then keeps this very object as its own context).
+            # at it (the span then keeps this very object as its own context). Not once the app
+            # has recorded chats (linked back already): the middleware may defer to them.
             flags = SAMPLED if runtime.session_sampled(session.trace_id) else NOT_SAMPLED
             self._pinned = SpanContext(session.trace_id, runtime.new_span_id(), False, flags)
             add_link(server, self._pinned)
@@ -680,6 +681,16 @@ class _Exchange:
                 self._app_response_ids = {response_id}
             elif len(ids) < 64:  # bounded: a request records a handful
                 ids.add(response_id)
+
+    def claim_request_link(self, session: SessionRef) -> SpanContext | None:
+        """The context the request's span links to (``context.AppChats``), given to the first
+        chat the app records in the same session: the middleware's own record, if it makes one,
+        gets an id of its own (and links to the request's span, one way)."""
+        pinned = self._pinned
+        if pinned is None or self._done or pinned.trace_id != session.trace_id:
+            return None
+        self._pinned = None
+        return pinned
 
     def _session_started(self, document: Any) -> None:
         if not 200 <= self._status < 300:
