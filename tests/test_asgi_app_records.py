@@ -274,3 +274,35 @@ async def test_an_app_instrumented_inside_gets_no_link_to_a_deferred_record(
         assert links == [chat["span_id"]]
     finally:
         FastAPIInstrumentor.uninstrument_app(api)
+
+
+async def test_chats_recorded_on_threads_at_once_get_one_span_id_each(capture_analytics: CaptureAnalytics) -> None:
+    # An app that fans its LLM calls out to threads (each in a copy of the request's context):
+    # one of them takes the request's link, and no two spans share an id.
+    import contextvars
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    switch = sys.getswitchinterval()
+
+    def report(tokens: int) -> None:
+        oa.track_interaction(model_name="gpt-4o-mini", prompt_tokens=tokens, completion_tokens=1)
+
+    async def endpoint(request: Request) -> Response:
+        await request.body()
+        with ThreadPoolExecutor(8) as pool:
+            for tokens in range(1, 33):
+                pool.submit(contextvars.copy_context().run, report, tokens)
+        return JSONResponse({"text": "Hi"})
+
+    sys.setswitchinterval(1e-6)  # threads interleave as often as they can
+    try:
+        await call(with_server_span(endpoint), "POST", "/api/messages", body=BODY)
+    finally:
+        sys.setswitchinterval(switch)
+    links, _ = request_links(capture_analytics)
+    chats = capture_analytics.spans(type="chat")
+    assert len(chats) == 32
+    assert len({chat["span_id"] for chat in chats}) == 32
+    assert links[0] in {chat["span_id"] for chat in chats}
+    assert len(set(links)) == len(links) == 32

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import random
 import string
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -61,6 +62,7 @@ UserIdGetter = Callable[[Scope], "str | None"]
 SessionIdGetter = Callable[[Scope], "str | None"]
 
 _logger = logging.getLogger("otel_analytics")
+_PIN_LOCK = threading.Lock()  # a request's pinned span context is taken once (_Exchange._take_pinned)
 _CHUNKS_PER_READ = 32  # at most this many response chunks are held before the inspector reads them
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SESSION_KEYS = ("conversationId", "conversation_id", "session_id", "sessionId")
@@ -656,7 +658,7 @@ class _Exchange:
             start_ns=self._start_ns,
             end_ns=self._final_at or time.time_ns(),
             links=self._links,
-            pinned=self._pinned,
+            pinned=self._take_pinned(),
             plain=True,  # every value above is a str, int, bool or float made here, or read by _text
         )
 
@@ -682,14 +684,23 @@ class _Exchange:
             elif len(ids) < 64:  # bounded: a request records a handful
                 ids.add(response_id)
 
+    def _take_pinned(self) -> SpanContext | None:
+        """The pinned context, unless the app's chat took it (one span id, one span)."""
+        if self._pinned is None:
+            return None
+        with _PIN_LOCK:
+            pinned, self._pinned = self._pinned, None
+        return pinned
+
     def claim_request_link(self, session: SessionRef) -> SpanContext | None:
         """The context the request's span links to (``context.AppChats``), given to the first
         chat the app records in the same session: the middleware's own record, if it makes one,
         gets an id of its own (and links to the request's span, one way)."""
-        pinned = self._pinned
-        if pinned is None or self._done or pinned.trace_id != session.trace_id:
-            return None
-        self._pinned = None
+        with _PIN_LOCK:  # the app may record chats on threads of its own, all at once
+            pinned = self._pinned
+            if pinned is None or pinned.trace_id != session.trace_id:
+                return None
+            self._pinned = None
         return pinned
 
     def _session_started(self, document: Any) -> None:
