@@ -30,7 +30,6 @@ import asyncio
 import logging
 import random
 import string
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -62,7 +61,6 @@ UserIdGetter = Callable[[Scope], "str | None"]
 SessionIdGetter = Callable[[Scope], "str | None"]
 
 _logger = logging.getLogger("otel_analytics")
-_PIN_LOCK = threading.Lock()  # a request's pinned span context is taken once (_Exchange._take_pinned)
 _CHUNKS_PER_READ = 32  # at most this many response chunks are held before the inspector reads them
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _SESSION_KEYS = ("conversationId", "conversation_id", "session_id", "sessionId")
@@ -335,7 +333,10 @@ class _Exchange:
         self._pending: list[Message] = []
         self._links: tuple[Link, ...] = ()  # the span keeps this tuple: no list, no copy
         self._start_ns = 0
-        self._pinned: SpanContext | None = None  # the interaction's context, linked to in advance
+        # The interaction's context, linked to in advance, in a list taken from once (pop()):
+        # the app's chats, on threads of their own, may take it as the request ends (a lock
+        # cost ~2.5k instructions a request, the list ~0.4k).
+        self._pinned: list[SpanContext] | None = None
         self._provider: str | None = None
         self._metadata: str | None = None
         self._inspector: Inspector | None = None
@@ -605,8 +606,9 @@ class _Exchange:
             # at it (the span then keeps this very object as its own context). Not once the app
             # has recorded chats (linked back already): the middleware may defer to them.
             flags = SAMPLED if runtime.session_sampled(session.trace_id) else NOT_SAMPLED
-            self._pinned = SpanContext(session.trace_id, runtime.new_span_id(), False, flags)
-            add_link(server, self._pinned)
+            pinned = SpanContext(session.trace_id, runtime.new_span_id(), False, flags)
+            self._pinned = [pinned]
+            add_link(server, pinned)
             server.set_attribute(attrs.SESSION_ID, session.session_id)
 
     def _end(self, exc: BaseException | None) -> None:
@@ -632,6 +634,11 @@ class _Exchange:
         session = self._session
         if session is None or self._recorded_by_app(usage):
             return
+        box = self._pinned
+        try:
+            pinned = box.pop() if box else None  # unless the app's chat took it
+        except IndexError:  # taken meanwhile, on another thread
+            pinned = None
         extra: dict[str, Any] = {attrs.GEN_AI_REQUEST_STREAM: True} if self._stream else {}
         if self._status >= 400:
             extra[attrs.STATUS] = "failed"
@@ -658,7 +665,7 @@ class _Exchange:
             start_ns=self._start_ns,
             end_ns=self._final_at or time.time_ns(),
             links=self._links,
-            pinned=self._take_pinned(),
+            pinned=pinned,
             plain=True,  # every value above is a str, int, bool or float made here, or read by _text
         )
 
@@ -684,24 +691,17 @@ class _Exchange:
             elif len(ids) < 64:  # bounded: a request records a handful
                 ids.add(response_id)
 
-    def _take_pinned(self) -> SpanContext | None:
-        """The pinned context, unless the app's chat took it (one span id, one span)."""
-        if self._pinned is None:
-            return None
-        with _PIN_LOCK:
-            pinned, self._pinned = self._pinned, None
-        return pinned
-
     def claim_request_link(self, session: SessionRef) -> SpanContext | None:
         """The context the request's span links to (``context.AppChats``), given to the first
         chat the app records in the same session: the middleware's own record, if it makes one,
         gets an id of its own (and links to the request's span, one way)."""
-        with _PIN_LOCK:  # the app may record chats on threads of its own, all at once
-            pinned = self._pinned
-            if pinned is None or pinned.trace_id != session.trace_id:
-                return None
-            self._pinned = None
-        return pinned
+        pinned = self._pinned
+        try:
+            if pinned and pinned[0].trace_id == session.trace_id:
+                return pinned.pop()  # the one context in it, unless taken since: then IndexError
+        except IndexError:
+            pass
+        return None
 
     def _session_started(self, document: Any) -> None:
         if not 200 <= self._status < 300:
