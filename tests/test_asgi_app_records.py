@@ -60,6 +60,15 @@ async def async_endpoint(request: Request) -> Response:
     return report_and_answer()
 
 
+async def proxied_completion(request: Request) -> Response:
+    """A proxy that records its upstream call and passes the completion on as it came."""
+    await request.body()
+    with oa.interaction("chat", model="gpt-4o-mini") as it:
+        upstream = completion("chatcmpl-proxied")
+        it.record_response(upstream)
+    return JSONResponse(upstream)
+
+
 def sync_endpoint(request: Request) -> Response:  # Starlette runs it in a thread, in a copied context
     return report_and_answer()
 
@@ -76,15 +85,7 @@ async def test_an_answer_without_usage_defers_to_the_apps_own_chat_record(
 
 
 async def test_the_response_the_app_recorded_is_counted_once(capture_analytics: CaptureAnalytics) -> None:
-    # A proxy that records its upstream call and passes the completion on as it came.
-    async def endpoint(request: Request) -> Response:
-        await request.body()
-        with oa.interaction("chat", model="gpt-4o-mini") as it:
-            upstream = completion("chatcmpl-own")
-            it.record_response(upstream)
-        return JSONResponse(upstream)
-
-    await call(app_with(endpoint), "POST", "/api/messages", body=BODY)
+    await call(app_with(proxied_completion), "POST", "/api/messages", body=BODY)
     assert chat_tokens(capture_analytics) == [(30, 7)]
 
 
@@ -188,14 +189,6 @@ def request_links(capture: CaptureAnalytics) -> tuple[list[str], dict[str, dict[
     spans = capture.spans()
     (server,) = [span for span in spans if span["kind"] == "SERVER"]
     return server["links"], {span["span_id"]: span for span in spans}
-
-
-async def proxied_completion(request: Request) -> Response:
-    await request.body()
-    with oa.interaction("chat", model="gpt-4o-mini") as it:
-        upstream = completion("chatcmpl-linked")
-        it.record_response(upstream)
-    return JSONResponse(upstream)
 
 
 @pytest.mark.parametrize("endpoint", [async_endpoint, sync_endpoint, proxied_completion], ids=["track", "sync", "live"])
