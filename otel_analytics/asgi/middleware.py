@@ -13,7 +13,8 @@ nothing about a request is stored on the middleware. For a request that a route 
   the client disconnects (recorded as such).
 - Chat interactions the app records itself while handling a chat request are noted in the
   request's state (``context.app_chats``); the middleware records no interaction of its own for
-  the request when they already count the exchange.
+  the request when they already count the exchange. The first of them takes the span id the
+  request's span already links to, so that link never points at a span that is not recorded.
 - Exceptions from the app mark the span and propagate unchanged; errors inside analytics are
   logged once and swallowed. Other requests, WebSocket and lifespan scopes pass straight through.
 
