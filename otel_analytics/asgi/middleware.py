@@ -181,19 +181,20 @@ class AnalyticsMiddleware:
         if not runtime.settings.enabled:
             await self.app(scope, receive, send)
             return
-        if self._needs_server_span():
+        current = trace.get_current_span()  # read once: the exchange's server span, when there is one
+        if self._needs_server_span(current):
             await self._server_span_app(runtime)(scope, receive, send)
             return
-        exchange = self._exchange(runtime, scope)  # inline, not through _analytics: a coroutine fewer
+        exchange = self._exchange(runtime, scope, current)  # inline, not through _analytics: a coroutine fewer
         if exchange is None:
             await self.app(scope, receive, send)
         else:
             await exchange.run(receive, send)
 
-    def _needs_server_span(self) -> bool:
+    def _needs_server_span(self, current: trace.Span) -> bool:
         if self._server_span is not None:
             return self._server_span
-        if trace.get_current_span().get_span_context().is_valid:
+        if current.get_span_context().is_valid:
             return False  # an outer instrumentation made the server span
         return not _instrumented(self.app)
 
@@ -221,14 +222,15 @@ class AnalyticsMiddleware:
 
     async def _analytics(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The analytics layer alone: the app that the added HTTP server span wraps."""
-        exchange = self._exchange(_runtime.current(), scope)
+        exchange = self._exchange(_runtime.current(), scope, trace.get_current_span())
         if exchange is None:
             await self.app(scope, receive, send)
         else:
             await exchange.run(receive, send)
 
-    def _exchange(self, runtime: Runtime, scope: Scope) -> _Exchange | None:
-        """The state of a request that a rule marks for analytics; ``None``: pass it through."""
+    def _exchange(self, runtime: Runtime, scope: Scope, server: trace.Span) -> _Exchange | None:
+        """The state of a request that a rule marks for analytics; ``None``: pass it through.
+        ``server``: the span current when the request reached us (its HTTP server span, if any)."""
         rules = self._rules if self._rules is not None else (runtime.settings.routes or DEFAULT_RULES)
         method, path = scope.get("method", "GET"), scope.get("path", "/")
         found = self.match(rules, method, path)
@@ -241,7 +243,7 @@ class AnalyticsMiddleware:
         if found is None or found[0].kind == "ignore":
             return None  # another layer inside, with other rules, may record it
         scope[_RECORDED] = True
-        return _Exchange(self, runtime, scope, found[0], found[1])
+        return _Exchange(self, runtime, scope, found[0], found[1], server)
 
     def headers_read(self, runtime: Runtime) -> tuple[bytes, bytes]:
         """The user and session header names, lower-case bytes (resolved once per settings)."""
@@ -308,6 +310,7 @@ class _Exchange:
         "_runtime",
         "_scope",
         "_send",
+        "_server",
         "_session",
         "_session_id",
         "_start_ns",
@@ -325,8 +328,10 @@ class _Exchange:
         scope: Scope,
         rule: RouteRule,
         params: Mapping[str, str],
+        server: trace.Span,
     ) -> None:
         self._middleware = middleware
+        self._server = server
         self._runtime = runtime
         self._scope = scope
         self._rule = rule
@@ -468,7 +473,7 @@ class _Exchange:
         if kind == "chat":
             self._provider = runtime.prices.provider(self._request_model)
         self._metadata = self._middleware.metadata_for(scope)
-        server = trace.get_current_span()
+        server = self._server
         outer = server.get_span_context()
         if outer.is_valid:
             self._link_request_span(server, outer)
