@@ -160,8 +160,8 @@ def track_interaction(
             pinned=pinned,
             parent=parent if parent is not None else otel_context.get_current(),
         )
-        if links and (pinned is None or context.span_id != pinned.span_id):
-            link_back(session, context)
+        if links:
+            link_back(session, context, pinned)
         if type == "chat":
             note_app_chat(usage.response_id)
         return format(context.span_id, "016x")

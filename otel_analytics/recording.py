@@ -160,8 +160,11 @@ def parent_and_links(runtime: Runtime, session: SessionRef | None) -> tuple[otel
     return session_parent(runtime, session), ([Link(outer)] if outer.is_valid else [])
 
 
-def link_back(session: SessionRef, interaction: SpanContext) -> None:
-    """Point the current (request) span at the interaction, and tag it with the session."""
+def link_back(session: SessionRef, interaction: SpanContext, claimed: SpanContext | None = None) -> None:
+    """Point the current (request) span at the interaction, and tag it with the session; not when
+    the interaction took the id that span links to already (``claimed``: claim_request_link's)."""
+    if claimed is not None and claimed.span_id == interaction.span_id:
+        return
     outer = trace.get_current_span()
     if outer.is_recording():
         outer.add_link(interaction)
@@ -299,8 +302,8 @@ class Recording:
                 links=links,
                 start_time=start_time,
             )
-        if links and session is not None and (pinned is None or self.span.get_span_context().span_id != pinned.span_id):
-            link_back(session, self.span.get_span_context())
+        if links and session is not None:
+            link_back(session, self.span.get_span_context(), pinned)
 
     # --- what the caller records -------------------------------------------------------------
     def record_usage(

@@ -181,8 +181,10 @@ class AnalyticsMiddleware:
         if not runtime.settings.enabled:
             await self.app(scope, receive, send)
             return
-        current = trace.get_current_span()  # read once: the exchange's server span, when there is one
-        if self._needs_server_span(current):
+        # The span current on arrival, read once: the server span the exchange links to, if any
+        # (not read when a server span is always added: the exchange reads that one).
+        current = None if self._server_span else trace.get_current_span()
+        if current is None or self._needs_server_span(current):
             await self._server_span_app(runtime)(scope, receive, send)
             return
         exchange = self._exchange(runtime, scope, current)  # inline, not through _analytics: a coroutine fewer
