@@ -47,7 +47,8 @@ current_session: ContextVar[SessionRef | None] = ContextVar("otel_analytics_sess
 class AppChats(Protocol):
     """Told of the chat interactions an app records itself while the middleware handles one of
     its chat requests (around its LLM call, say): the middleware's record of that request defers
-    to them when it would only count the same exchange again."""
+    to them when it would only count the same exchange again, and the first of them takes the
+    span id the request's span already links to (``claim_request_link``)."""
 
     def note_app_chat(self, response_id: str | None) -> None: ...
 
