@@ -39,6 +39,11 @@ SESSION_ID: Final = "session.id"
 USER_ID: Final = "user.id"
 
 # --- otel-analytics' own attributes -----------------------------------------------------------
+REQUEST_SESSION_ID: Final = "analytics.session.id"
+"""On an HTTP request's span (another trace than the session's): the session the request served.
+Not ``session.id``, which backends (Phoenix, Langfuse) read to group traces into sessions: the
+request's trace would count as one more trace of the conversation. Find a session's requests by
+this attribute, or by the span links between the two."""
 INTERACTION_TYPE: Final = "analytics.interaction.type"
 """One of ``chat``, ``db``, ``api``, ``cost-event`` (the tracker's interaction types)."""
 SESSION_EVENT: Final = "analytics.session.event"

@@ -168,7 +168,7 @@ def link_back(session: SessionRef, interaction: SpanContext, claimed: SpanContex
     outer = trace.get_current_span()
     if outer.is_recording():
         outer.add_link(interaction)
-        outer.set_attribute(attrs.SESSION_ID, session.session_id)
+        outer.set_attribute(attrs.REQUEST_SESSION_ID, session.session_id)
 
 
 def span_kind(interaction_type: str) -> SpanKind:

@@ -492,7 +492,9 @@ async def test_adds_a_server_span_to_an_uninstrumented_app(capture_analytics: Ca
     assert chat["trace_id"] == format(oa.session_trace_id("conv-srv"), "032x")
     assert chat["links"] == [server["span_id"]]
     assert server["links"] == [chat["span_id"]]
-    assert server["attributes"]["session.id"] == "conv-srv"
+    # The request's trace is not one more trace of the session (backends group by session.id).
+    assert server["attributes"]["analytics.session.id"] == "conv-srv"
+    assert "session.id" not in server["attributes"] and "user.id" not in server["attributes"]
     assert len(capture_analytics.spans()) == 2  # no per-message send/receive spans
 
 

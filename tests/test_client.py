@@ -206,7 +206,8 @@ def test_track_calls_go_where_a_live_span_would(capture_analytics: CaptureAnalyt
     server = next(s for s in capture_analytics.finished() if s.name == "POST /api/messages")
     assert api_linked["links"] == [f"{server.context.span_id:016x}"]
     assert [f"{link.context.span_id:016x}" for link in server.links] == [linked_id]
-    assert server.attributes is not None and server.attributes["session.id"] == "conv-place"
+    assert server.attributes is not None and server.attributes["analytics.session.id"] == "conv-place"
+    assert "session.id" not in server.attributes
     assert "session.id" not in api_alone["attributes"]
 
 

@@ -617,7 +617,7 @@ class _Exchange:
             pinned = SpanContext(session.trace_id, runtime.new_span_id(), False, flags)
             self._pinned = [pinned]
             add_link(server, pinned)
-            server.set_attribute(attrs.SESSION_ID, session.session_id)
+            server.set_attribute(attrs.REQUEST_SESSION_ID, session.session_id)
 
     def _end(self, exc: BaseException | None) -> None:
         """Record the outcome once: on the last body message, a disconnect, an error or return."""
