@@ -1,7 +1,8 @@
 """JSON on the hot paths: orjson (about 3x faster to parse and 10x to encode than the standard
 library here), and the standard library for what orjson refuses but Python's JSON accepts
-(lone surrogates, numbers beyond a double). One difference stays: orjson reads an integer
-beyond 64 bits as a float; no count, price or id we read is valid at that size anyway.
+(lone surrogates, replaced by U+FFFD as :mod:`._text` says; numbers beyond a double). One
+difference stays: orjson reads an integer beyond 64 bits as a float; no count, price or id we
+read is valid at that size anyway.
 
 A few top-level keys of a large document (a chat request with its whole history) are read with
 msgspec, which checks the rest without building it (:func:`top_level`)."""
@@ -15,13 +16,16 @@ from typing import Any
 import msgspec
 import orjson
 
+from ._text import clean_json
+
 
 def loads(raw: bytes | bytearray | memoryview | str) -> Any:
     """Parse JSON; raises ``ValueError`` (or ``RecursionError``) as ``json.loads`` would."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(bytes(raw) if isinstance(raw, memoryview) else raw)
+        # What orjson refuses may hold lone surrogates: made storable (see _text).
+        return clean_json(json.loads(bytes(raw) if isinstance(raw, memoryview) else raw))
 
 
 def dumps(value: Any) -> bytes:

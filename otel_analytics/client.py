@@ -21,24 +21,15 @@ from opentelemetry import context as otel_context
 from . import attributes as attrs
 from . import runtime as _runtime
 from ._guard import internal_errors, warn_once
+from ._ranges import MAX_DURATION_MS, in_time_range
+from ._text import clean
 from .context import claim_request_link, note_app_chat, resolve_session
-from .recording import Recording, emit_interaction, link_back, metadata_json, parent_and_links
+from .recording import Recording, checked_count, emit_interaction, link_back, metadata_json, parent_and_links
 from .usage import Usage
 
 
 def _count(field: str, value: Any, minimum: int = 0) -> int | None:
-    if value is None:
-        return None
-    if type(value) is int and value >= minimum:
-        return value
-    warn_once(
-        f"track:{field}",
-        "otel-analytics: ignoring %s=%r (accepted: an integer >= %d).",
-        field,
-        value,
-        minimum,
-    )
-    return None
+    return checked_count("track", field, value, minimum)
 
 
 def track_interaction(
@@ -90,12 +81,7 @@ def track_interaction(
                 "context; the interaction is recorded without a session.",
             )
         duration_ns = _duration_ns(compute_duration_ms)
-        if timestamp is not None and timestamp.tzinfo is not None:
-            start = int(timestamp.timestamp() * 1e9)
-        else:
-            if timestamp is not None:
-                warn_once("track:timestamp", "otel-analytics: ignoring a naive timestamp (give a timezone).")
-            start = time.time_ns() - duration_ns
+        start = _start_ns(timestamp, duration_ns)
         extra: dict[str, Any] = {}
         if type == "db":
             for key, value in (
@@ -117,7 +103,7 @@ def track_interaction(
                     ", ".join(attrs.STATUSES),
                 )
         extra.update(_cost_parts(costs))
-        model = model_name if isinstance(model_name, str) and model_name else None
+        model = clean(model_name) if isinstance(model_name, str) and model_name else None
         if type == "chat" and model is None:
             warn_once(
                 "track:model",
@@ -130,13 +116,14 @@ def track_interaction(
             usage.input_tokens = _count("prompt_tokens", prompt_tokens)
             usage.output_tokens = _count("completion_tokens", completion_tokens)
             usage.response_id = _response_id(response_id)
+            usage.invalid = (prompt_tokens is not None and usage.input_tokens is None) or (
+                completion_tokens is not None and usage.output_tokens is None
+            )
         if session is None:  # no session: a span under whatever is current, as any other
             recording = Recording(
                 runtime, type, session=None, model=model, metadata=metadata, attributes=extra, start_time=start
             )
-            recording.record_usage(
-                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, response_id=usage.response_id
-            )
+            recording.add_usage(usage)
             recording.finish(outcome=outcome, end_time=start + duration_ns)
             return format(recording.span.get_span_context().span_id, "016x")
         # The interaction is over: recorded in one go (no live span), where a live one would go.
@@ -168,9 +155,22 @@ def track_interaction(
     return None
 
 
+def _start_ns(timestamp: Any, duration_ns: int) -> int:
+    """When the interaction started: ``timestamp`` when it is one the contract takes (aware,
+    2000-2099), else now minus its duration (with a warning)."""
+    if isinstance(timestamp, datetime) and timestamp.tzinfo is not None:
+        start = int(timestamp.timestamp() * 1e9)
+        if in_time_range(start) and in_time_range(start + duration_ns):
+            return start
+        warn_once("track:timestamp-range", "otel-analytics: ignoring a timestamp outside 2000-2099: %.40r.", timestamp)
+    elif timestamp is not None:
+        warn_once("track:timestamp", "otel-analytics: ignoring timestamp=%.40r (give an aware datetime).", timestamp)
+    return time.time_ns() - duration_ns
+
+
 def _response_id(value: Any) -> str | None:
     if value is None or (isinstance(value, str) and 0 < len(value) <= 256):
-        return value
+        return value if value is None else clean(value)
     warn_once(
         "track:response_id",
         "otel-analytics: ignoring response_id=%.80r (accepted: a string of 1-256 characters).",
@@ -186,12 +186,12 @@ def _duration_ns(compute_duration_ms: Any) -> int:
         isinstance(compute_duration_ms, int | float)
         and not isinstance(compute_duration_ms, bool)
         and math.isfinite(compute_duration_ms)
-        and compute_duration_ms >= 0
+        and 0 <= compute_duration_ms <= MAX_DURATION_MS
     ):
         return int(compute_duration_ms * 1e6)
     warn_once(
         "track:duration",
-        "otel-analytics: ignoring compute_duration_ms=%r (accepted: a non-negative number).",
+        "otel-analytics: ignoring compute_duration_ms=%.80r (accepted: a number of ms from 0 to 1e12).",
         compute_duration_ms,
     )
     return 0

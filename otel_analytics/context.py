@@ -14,6 +14,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext
 
+from ._text import clean
 from .ids import session_root_span_id, session_trace_id
 from .runtime import Runtime
 
@@ -30,7 +31,9 @@ class SessionRef(NamedTuple):
     root_span_id: int
 
     @staticmethod
-    def of(session_id: str, user_id: str | None) -> SessionRef:
+    def of(session_id: str, user_id: object) -> SessionRef:
+        if not isinstance(user_id, str):  # an API caller's number, say: its text
+            user_id = None if user_id is None else str(user_id)
         return _session_ref(session_id, user_id or ANONYMOUS_USER)
 
 
@@ -38,6 +41,7 @@ class SessionRef(NamedTuple):
 def _session_ref(session_id: str, user_id: str) -> SessionRef:
     """A session, remembered (a tuple: read-only, so shared): a conversation's requests reuse it,
     its ids derived once, where making it anew cost each request ~4k instructions."""
+    session_id, user_id = clean(session_id), clean(user_id)  # ids from outside: storable everywhere
     return SessionRef(session_id, user_id, session_trace_id(session_id), session_root_span_id(session_id))
 
 
@@ -82,7 +86,7 @@ def resolve_session(session_id: str | None, user_id: str | None) -> SessionRef |
             return None
         if user_id is None or user_id == ambient.user_id:
             return ambient
-        return SessionRef(ambient.session_id, user_id, ambient.trace_id, ambient.root_span_id)
+        return SessionRef(ambient.session_id, clean(user_id), ambient.trace_id, ambient.root_span_id)
     if ambient is not None and ambient.session_id == session_id:
         return ambient if user_id in (None, ambient.user_id) else SessionRef.of(session_id, user_id)
     return SessionRef.of(session_id, user_id)

@@ -12,6 +12,7 @@ here carry only fields it defines. A span is first reduced to a :class:`SpanReco
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -23,14 +24,15 @@ from opentelemetry.trace import SpanContext, StatusCode
 
 from . import attributes as attrs
 from ._json import loads
+from ._ranges import MAX_COUNT, MAX_DURATION_MS, MAX_ID_LENGTH, count, in_time_range
 from .context import ANONYMOUS_USER
 
 SESSION_START = "/v1/track/session/start"
 SESSION_END = "/v1/track/session/end"
 INTERACTION = "/v1/track/interaction"
 INTERACTION_BATCH = "/v1/track/interaction/batch"
-MAX_ID_LENGTH = 256
 MAX_BATCH = 100
+_MAX_DURATION_NS = MAX_DURATION_MS * 1_000_000
 
 
 class SpanRecord(NamedTuple):
@@ -119,6 +121,16 @@ def _plain_attributes(span: Any) -> dict[str, Any]:
     return dict(attributes) if attributes else {}
 
 
+def _in_time_range(record: SpanRecord) -> SpanRecord:
+    """A span whose times the contract cannot carry (before 2000, after 2099: a wrong clock, a
+    hand-made span), timed to now with its duration kept where it can be: the tracker would refuse
+    the interaction whole."""
+    now = time.time_ns()
+    duration = record.end_ns - record.start_ns
+    duration = duration if 0 <= duration <= MAX_DURATION_MS * 1_000_000 else 0
+    return record._replace(start_ns=now - duration, end_ns=now)
+
+
 def _metadata(raw: Any) -> dict[str, Any]:
     if isinstance(raw, str):
         try:
@@ -129,8 +141,7 @@ def _metadata(raw: Any) -> dict[str, Any]:
     return {}
 
 
-def _count(value: Any) -> int | None:
-    return value if type(value) is int and value >= 0 else None
+_count = count
 
 
 def _text(value: Any) -> str | None:
@@ -141,10 +152,10 @@ def session_of(record: SpanRecord) -> tuple[str, str]:
     """Session and user of a span; a span with no session gets one named after its trace."""
     # Runs for every exported span: the checks of _text inline.
     session_id = record.attributes.get(attrs.SESSION_ID)
-    if not isinstance(session_id, str) or not session_id:
+    if not isinstance(session_id, str) or not session_id or session_id.isspace():  # the contract's rule
         session_id = f"trace-{record.trace_id:032x}"
     user_id = record.attributes.get(attrs.USER_ID)
-    if not isinstance(user_id, str) or not user_id:
+    if not isinstance(user_id, str) or not user_id or user_id.isspace():
         user_id = ANONYMOUS_USER
     return session_id[:MAX_ID_LENGTH], user_id[:MAX_ID_LENGTH]
 
@@ -161,6 +172,8 @@ def to_call(record: SpanRecord, *, send_costs: bool = False) -> Call | None:
     if event is None and interaction_type is None:
         return None
     session_id, user_id = session_of(record)
+    if not (in_time_range(record.start_ns) and in_time_range(record.end_ns)):
+        record = _in_time_range(record)
     if event == "start":
         body = {
             "session_id": session_id,
@@ -225,6 +238,8 @@ def interaction_body(
         # Whole µs (half up) as ms: integer arithmetic, where round(x, 3) formats a float.
         "compute_duration_ms": (duration_ns + 500) // 1000 / 1000 if duration_ns > 0 else 0.0,
     }
+    if duration_ns > _MAX_DURATION_NS:  # out of the contract's range: dropped, the rest kept
+        del body["compute_duration_ms"]
     status = get(_STATUS)
     if status in _STATUSES:
         body["status"] = status
@@ -238,18 +253,19 @@ def interaction_body(
                 model = "unknown"
         body["model_name"] = model[:MAX_ID_LENGTH]
         for field, attribute in _BODY_TOKENS:
-            count = get(attribute)
-            if type(count) is int and count >= 0:
-                body[field] = count
+            tokens = get(attribute)
+            if type(tokens) is int and 0 <= tokens <= MAX_COUNT:
+                body[field] = tokens
         for field, attribute in _METADATA_TOKENS:
-            count = get(attribute)
-            if type(count) is int and count >= 0:
-                metadata[field] = count
+            tokens = get(attribute)
+            if type(tokens) is int and 0 <= tokens <= MAX_COUNT:
+                metadata[field] = tokens
         provider = get(_PROVIDER)
         if type(provider) is str and provider and provider != "unknown":
             metadata["provider"] = provider
-        if get(_USAGE_STATUS) == "missing":
-            metadata["usage"] = "missing"
+        usage_status = get(_USAGE_STATUS)
+        if usage_status == "missing" or usage_status == "invalid":
+            metadata["usage"] = usage_status
     elif interaction_type == "db":
         body["db_read_ops"] = _count(get(attrs.DB_READ_OPS)) or 0
         body["db_write_ops"] = _count(get(attrs.DB_WRITE_OPS)) or 0
@@ -260,7 +276,7 @@ def interaction_body(
     if not a.keys().isdisjoint(_COST_NAMES):  # explicit cost parts are rare: one test in C
         for part, name in _COST_ATTRIBUTES:
             value = get(name)
-            if type(value) is int and value >= 0:
+            if type(value) is int and 0 <= value <= MAX_COUNT:
                 costs = costs or dict.fromkeys(attrs.COST_PARTS, 0)
                 costs[part] = value
     if costs is not None:

@@ -24,6 +24,7 @@ from opentelemetry.util.types import AttributeValue
 
 from . import attributes as attrs
 from . import runtime as _runtime
+from ._ranges import count
 from .context import resolve_session
 from .recording import Recording
 
@@ -107,8 +108,8 @@ class interaction:
             (attrs.API_CALL_COUNT, call_count, 1),
         ):
             if value is not None:
-                if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                    raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}.")
+                if count(value, minimum) is None:
+                    raise ValueError(f"{key} must be an integer from {minimum} to 2**53, got {value!r:.80}.")
                 extra[key] = value
         self._attributes = extra
         # A stack per context, so one interaction object can serve concurrent `with` blocks

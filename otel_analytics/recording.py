@@ -21,11 +21,13 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from . import attributes as attrs
-from ._guard import internal_errors, report_internal_error
+from ._guard import internal_errors, report_internal_error, warn_once
+from ._ranges import count
+from ._text import clean
 from .context import SessionRef, claim_request_link, current_session, note_app_chat, session_parent
 from .pricing import cost_of
 from .runtime import Runtime, pinned_ids
-from .usage import Usage, read_response, token_count
+from .usage import Usage, read_response
 
 _SECRET_KEYS = frozenset(
     {
@@ -126,10 +128,11 @@ def end_attributes(
     if usage.reasoning_tokens:
         out[attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
     if not usage.reported:
-        out[attrs.USAGE_STATUS] = "missing"
+        out[attrs.USAGE_STATUS] = "invalid" if usage.invalid else "missing"
         out[attrs.PRICING_STATUS] = "no_usage"
         return status
-    out[attrs.USAGE_STATUS] = "reported"
+    # Invalid: a count was dropped (out of range, or not an integer); the others are kept, priced.
+    out[attrs.USAGE_STATUS] = "invalid" if usage.invalid else "reported"
     priced_model = usage.response_model or model
     price = runtime.prices.price(priced_model, provider) if priced_model else None
     if price is None and model and priced_model != model:
@@ -274,6 +277,7 @@ class Recording:
         self._runtime = runtime
         self._type = interaction_type
         self._session = session
+        model, provider, operation, name = _name(model), _name(provider), _name(operation), _name(name)
         self._model = model
         self._usage = Usage()
         self._usage_recorded = False
@@ -322,21 +326,31 @@ class Recording:
     ) -> None:
         """Record token usage (``prompt_``/``completion_tokens`` are OpenAI's names for the same).
 
-        Invalid counts (negative, non-integer) are ignored, never recorded.
+        A count that is not an integer from 0 to 2**53 is dropped with a warning (once per kind)
+        and the usage flagged ``invalid``; the other counts are kept.
         """
         with internal_errors("record_usage"):
+            given = {
+                "input_tokens": input_tokens if input_tokens is not None else prompt_tokens,
+                "output_tokens": output_tokens if output_tokens is not None else completion_tokens,
+                "cache_read_tokens": cache_read_tokens,
+                "cache_write_tokens": cache_write_tokens,
+                "reasoning_tokens": reasoning_tokens,
+            }
+            counts = {name: checked_count("record_usage", name, value) for name, value in given.items()}
             usage = Usage(
-                input_tokens=token_count(input_tokens if input_tokens is not None else prompt_tokens),
-                output_tokens=token_count(output_tokens if output_tokens is not None else completion_tokens),
-                cache_read_tokens=token_count(cache_read_tokens),
-                cache_write_tokens=token_count(cache_write_tokens),
-                reasoning_tokens=token_count(reasoning_tokens),
-                response_model=model if isinstance(model, str) and model else None,
-                response_id=response_id if isinstance(response_id, str) and response_id else None,
-                finish_reasons=[r for r in finish_reasons or [] if isinstance(r, str)],
+                **counts,
+                response_model=_name(model),
+                response_id=_name(response_id),
+                finish_reasons=[clean(r) for r in finish_reasons or [] if isinstance(r, str) and r],
+                invalid=any(given[name] is not None and counts[name] is None for name in given),
             )
-            self._usage.merge(usage)
-            self._usage_recorded = True
+            self.add_usage(usage)
+
+    def add_usage(self, usage: Usage) -> None:
+        """Fold usage checked already (``track_interaction``'s) in, as :meth:`record_usage` does."""
+        self._usage.merge(usage)
+        self._usage_recorded = True
 
     def record_response(self, response: Any) -> None:
         """Read model, usage, id and finish reasons from an OpenAI- or Anthropic-shaped response."""
@@ -358,7 +372,7 @@ class Recording:
                 self._content[attrs.GEN_AI_OUTPUT_MESSAGES] = json.dumps(output_messages, default=str)
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
-        self.span.set_attribute(key, value)
+        self.span.set_attribute(key, clean(value) if isinstance(value, str) else value)
 
     @property
     def usage_recorded(self) -> bool:
@@ -418,6 +432,27 @@ class Recording:
         except Exception as error:
             report_internal_error("finish", error)
         span.end(end_time=end_time)
+
+
+def checked_count(where: str, field: str, value: Any, minimum: int = 0) -> int | None:
+    """A count from the caller, in the contract's range; anything else dropped with a warning."""
+    if value is None:
+        return None
+    taken = count(value, minimum)
+    if taken is None:
+        warn_once(
+            f"{where}:{field}",
+            "otel-analytics: ignoring %s=%.80r (accepted: an integer from %d to 2**53).",
+            field,
+            value,
+            minimum,
+        )
+    return taken
+
+
+def _name(value: object) -> str | None:
+    """A name from the caller (a model, a provider, a response id): a non-empty string, storable."""
+    return clean(value) if isinstance(value, str) and value else None
 
 
 def _outcome_of(exc: BaseException | None) -> str:

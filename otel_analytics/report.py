@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -46,6 +47,12 @@ class TrackerReader:
         self._client.close()
 
 
+def session_path(session_id: str) -> str:
+    """The read API's path of a session: the id percent-encoded whole (``/`` too), as the tracker
+    reads it."""
+    return "/v1/sessions/" + quote(session_id, safe="")
+
+
 def _tokens(interactions: Sequence[dict[str, Any]]) -> tuple[int, int]:
     return (
         sum(i.get("prompt_tokens") or 0 for i in interactions),
@@ -59,7 +66,7 @@ def sessions_report(reader: TrackerReader, *, user_id: str | None = None, limit:
     rows: list[list[Any]] = []
     models: dict[str, list[int]] = {}
     for session in sessions["data"]:
-        interactions = reader.get(f"/v1/sessions/{session['id']}/interactions")["interactions"]
+        interactions = reader.get(f"{session_path(session['id'])}/interactions")["interactions"]
         tokens_in, tokens_out = _tokens(interactions)
         minutes = session["duration_minutes"]
         rows.append(
@@ -115,8 +122,8 @@ def sessions_report(reader: TrackerReader, *, user_id: str | None = None, limit:
 
 
 def session_report(reader: TrackerReader, session_id: str) -> str:
-    session = reader.get(f"/v1/sessions/{session_id}")
-    interactions = reader.get(f"/v1/sessions/{session_id}/interactions")["interactions"]
+    session = reader.get(session_path(session_id))
+    interactions = reader.get(f"{session_path(session_id)}/interactions")["interactions"]
     rows = []
     for item in interactions:
         detail = item["model_name"] or ""

@@ -1,8 +1,9 @@
 """Token usage read from what LLM APIs return: OpenAI- and Anthropic-shaped, dicts or SDK objects.
 
-Only non-negative integers are ever taken as token counts (a string, a float, a bool or a
-negative number is ignored), so a malformed response can never produce a wrong count. A count
-that was not reported stays ``None``: unknown is never 0.
+Only integers from 0 to 2**53 (the tracker contract's range) are ever taken as token counts: a
+string, a float, a bool, a negative or a larger number is dropped, so a malformed response can
+never produce a wrong count, and the usage is flagged ``invalid`` (the other counts are kept). A
+count that was not reported stays ``None``: unknown is never 0.
 
 Shapes understood:
 
@@ -26,6 +27,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._ranges import MAX_COUNT, count
+from ._text import clean
+
 
 @dataclass(slots=True)
 class Usage:
@@ -40,6 +44,8 @@ class Usage:
     response_model: str | None = None
     response_id: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
+    invalid: bool = False
+    """A count was reported that is not one (out of range, or not an integer): it was dropped."""
 
     @property
     def reported(self) -> bool:
@@ -63,13 +69,11 @@ class Usage:
         for reason in other.finish_reasons:
             if reason not in self.finish_reasons:
                 self.finish_reasons.append(reason)
+        self.invalid = self.invalid or other.invalid
 
 
-def token_count(value: Any) -> int | None:
-    """``value`` if it is a valid token count (a non-negative int, not a bool), else ``None``."""
-    if type(value) is int and value >= 0:
-        return value
-    return None
+token_count = count
+"""``value`` if it is a valid token count (an int from 0 to 2**53, not a bool), else ``None``."""
 
 
 _SCALARS = (str, bytes, int, float, list, tuple)
@@ -113,7 +117,7 @@ _RESPONSE_EVENTS = frozenset(
 )
 
 
-_NO_COUNTS = (None, None, None, None, None)
+_NO_COUNTS = (None, None, None, None, None, False)
 
 
 def read_response(response: Any, into: Usage) -> bool:
@@ -137,12 +141,13 @@ def read_response(response: Any, into: Usage) -> bool:
         return read_response(get("response"), into)
     raw = get("usage")
     counts = _NO_COUNTS if raw is None else _read_usage(_getter(raw), anthropic=kind in _ANTHROPIC)
-    input_tokens, output_tokens, cache_read, cache_write, reasoning = counts
+    input_tokens, output_tokens, cache_read, cache_write, reasoning, invalid = counts
+    if invalid:
+        into.invalid = True
     model = get("model")
-    if not (isinstance(model, str) and model):
-        model = None
+    model = clean(model) if isinstance(model, str) and model else None
     reasons = _finish_reasons(get)
-    if input_tokens is None and output_tokens is None and model is None and not reasons:
+    if input_tokens is None and output_tokens is None and model is None and not reasons and not invalid:
         return False
     if input_tokens is not None:
         into.input_tokens = input_tokens
@@ -159,7 +164,7 @@ def read_response(response: Any, into: Usage) -> bool:
     if kind != "message_delta":
         response_id = get("id")
         if isinstance(response_id, str) and response_id:
-            into.response_id = response_id
+            into.response_id = clean(response_id)
     known = into.finish_reasons
     for reason in reasons:
         if reason not in known:
@@ -167,35 +172,58 @@ def read_response(response: Any, into: Usage) -> bool:
     return True
 
 
-Counts = tuple[int | None, int | None, int | None, int | None, int | None]
-"""input (cached included), output, cache read, cache write, reasoning."""
+Counts = tuple[int | None, int | None, int | None, int | None, int | None, bool]
+"""input (cached included), output, cache read, cache write, reasoning; whether a count was dropped."""
+
+
+def _dropped(raw: Any, taken: int | None) -> bool:
+    """Whether a count was given (not ``None``, JSON's null) and not taken."""
+    return raw is not None and taken is None
 
 
 def _read_usage(get: Callable[[str], Any], *, anthropic: bool) -> Counts:
     # token_count() written out for the counts every response has: this runs on every response.
-    prompt = get("prompt_tokens")
-    prompt = prompt if type(prompt) is int and prompt >= 0 else None
-    completion = get("completion_tokens")
-    completion = completion if type(completion) is int and completion >= 0 else None
-    if prompt is not None or completion is not None:  # OpenAI chat
+    raw_prompt = get("prompt_tokens")
+    prompt = raw_prompt if type(raw_prompt) is int and 0 <= raw_prompt <= MAX_COUNT else None
+    raw_completion = get("completion_tokens")
+    completion = raw_completion if type(raw_completion) is int and 0 <= raw_completion <= MAX_COUNT else None
+    if prompt is not None or completion is not None or raw_prompt is not None or raw_completion is not None:
+        # OpenAI chat
         details = get("prompt_tokens_details")
-        cached = None if details is None else token_count(_get(details, "cached_tokens"))
+        raw_cached = None if details is None else _get(details, "cached_tokens")
         details = get("completion_tokens_details")
-        reasoning = None if details is None else token_count(_get(details, "reasoning_tokens"))
-        return prompt, completion, cached, None, reasoning
-    input_tokens = token_count(get("input_tokens"))
-    output_tokens = token_count(get("output_tokens"))
-    cache_read = token_count(get("cache_read_input_tokens"))
-    cache_write = token_count(get("cache_creation_input_tokens"))
+        raw_reasoning = None if details is None else _get(details, "reasoning_tokens")
+        cached, reasoning = token_count(raw_cached), token_count(raw_reasoning)
+        invalid = (
+            _dropped(raw_prompt, prompt)
+            or _dropped(raw_completion, completion)
+            or _dropped(raw_cached, cached)
+            or _dropped(raw_reasoning, reasoning)
+        )
+        return prompt, completion, cached, None, reasoning, invalid
+    raw_input, raw_output = get("input_tokens"), get("output_tokens")
+    raw_read, raw_write = get("cache_read_input_tokens"), get("cache_creation_input_tokens")
+    input_tokens, output_tokens = token_count(raw_input), token_count(raw_output)
+    cache_read, cache_write = token_count(raw_read), token_count(raw_write)
+    invalid = (
+        _dropped(raw_input, input_tokens)
+        or _dropped(raw_output, output_tokens)
+        or _dropped(raw_read, cache_read)
+        or _dropped(raw_write, cache_write)
+    )
     if anthropic or cache_read is not None or cache_write is not None:
         # Anthropic reports input without the cached part; the conventions want all of it.
         if input_tokens is not None:
             input_tokens += (cache_read or 0) + (cache_write or 0)
-        return input_tokens, output_tokens, cache_read, cache_write, None
+            if input_tokens > MAX_COUNT:
+                input_tokens, invalid = None, True
+        return input_tokens, output_tokens, cache_read, cache_write, None, invalid
     # OpenAI Responses API: input already includes cached tokens
-    cached = token_count(_get(get("input_tokens_details"), "cached_tokens"))
-    reasoning = token_count(_get(get("output_tokens_details"), "reasoning_tokens"))
-    return input_tokens, output_tokens, cached, None, reasoning
+    raw_cached = _get(get("input_tokens_details"), "cached_tokens")
+    raw_reasoning = _get(get("output_tokens_details"), "reasoning_tokens")
+    cached, reasoning = token_count(raw_cached), token_count(raw_reasoning)
+    invalid = invalid or _dropped(raw_cached, cached) or _dropped(raw_reasoning, reasoning)
+    return input_tokens, output_tokens, cached, None, reasoning, invalid
 
 
 def _finish_reasons(get: Callable[[str], Any]) -> list[str]:
@@ -218,7 +246,7 @@ def _finish_reasons(get: Callable[[str], Any]) -> list[str]:
         reason = _responses_reason(get)
         if reason is not None and reason not in reasons:
             reasons.append(reason)
-    return reasons
+    return [clean(reason) for reason in reasons] if reasons else reasons
 
 
 _RESPONSES_OVER = frozenset({"completed", "failed", "cancelled"})

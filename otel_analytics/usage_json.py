@@ -17,9 +17,12 @@ from typing import Annotated, Any
 import msgspec
 
 from ._json import loads
+from ._ranges import MAX_COUNT
 from .usage import Usage, read_response
 
-_Count = Annotated[int, msgspec.Meta(ge=0)]  # a valid token count; anything else is ValidationError
+# A valid token count; anything else (a float, a string, out of range) is a ValidationError, and the
+# text is read the general way, which drops it and flags the usage invalid.
+_Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 # The structs below are gc=False: decoded JSON holds no cycles, and untracked objects cost less to
 # make and nothing to the collector.
 

@@ -58,8 +58,9 @@ def _iso(body: dict[str, Any], name: str) -> None:
 
 
 def _nonneg_int(body: dict[str, Any], name: str, minimum: int = 0) -> None:
-    if name in body and (type(body[name]) is not int or body[name] < minimum):
-        raise Reject(f"{name} must be an integer >= {minimum}")
+    # JavaScript's numbers hold integers exactly up to 2**53: the worker refuses larger ones.
+    if name in body and (type(body[name]) is not int or not minimum <= body[name] <= 2**53):
+        raise Reject(f"{name} must be an integer from {minimum} to 2**53")
 
 
 def check_start(body: Any) -> None:

@@ -309,7 +309,9 @@ async def test_odd_bodies_pass_through_and_record_no_tokens(capture_analytics: C
     )
     assert seen.sent == bare.sent
     a = chats(capture_analytics)[0]["attributes"]
-    assert a["analytics.usage.status"] == "missing"
+    # Counts of the wrong type were given: dropped, and flagged (the others: none seen).
+    assert a["analytics.usage.status"] == ("invalid" if shape == "wrong-types" else "missing")
+    assert "gen_ai.usage.input_tokens" not in a and "gen_ai.usage.output_tokens" not in a
     assert a["gen_ai.request.model"] == "gpt-4o"  # the request's model is the fallback
     assert a["analytics.outcome"] == "completed"
 

@@ -97,7 +97,8 @@ def test_invalid_token_counts_are_ignored(capture_analytics: CaptureAnalytics) -
     with oa.interaction("chat", model="gpt-4o") as it:
         it.record_usage(prompt_tokens=-5, completion_tokens="7", cache_read_tokens=True)  # type: ignore[arg-type]
     a = only(capture_analytics)["attributes"]
-    assert a["analytics.usage.status"] == "missing"
+    assert a["analytics.usage.status"] == "invalid"  # given, and not counts: dropped and flagged
+    assert "gen_ai.usage.input_tokens" not in a and "gen_ai.usage.output_tokens" not in a
     assert "gen_ai.usage.cache_read.input_tokens" not in a
 
 

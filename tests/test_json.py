@@ -19,7 +19,7 @@ from otel_analytics.tracker.validation import ContractError
 def test_loads_falls_back_for_what_orjson_refuses() -> None:
     # beyond 64 bits: a float (the one difference from json.loads; no count is that large)
     assert loads(b'{"n": 123456789012345678901234567890}') == {"n": 1.2345678901234568e29}
-    assert loads('"\\ud800"') == "\ud800"
+    assert loads('"\\ud800"') == "\ufffd"  # a lone surrogate: kept as U+FFFD, which UTF-8 can hold
     assert math.isinf(loads(b"1e999"))
     assert loads(memoryview(b'{"usage": {"prompt_tokens": 3}}')) == {"usage": {"prompt_tokens": 3}}
     with pytest.raises(ValueError, match="Expecting value"):
@@ -29,12 +29,12 @@ def test_loads_falls_back_for_what_orjson_refuses() -> None:
 def test_dumps_is_compact_utf8_and_never_fails_on_python_json_values() -> None:
     assert dumps({"a": "é", "b": [1, 2.5, None, True]}) == '{"a":"é","b":[1,2.5,null,true]}'.encode()
     assert dumps({"n": 2**70}) == b'{"n":1180591620717411303424}'
-    assert loads(dumps({"s": "\ud800"})) == {"s": "\ud800"}
+    assert loads(dumps({"s": "\ud800"})) == {"s": "\ufffd"}
     assert dumps(float("nan")) == b"null"
 
 
 def test_the_tracker_keeps_its_verdicts() -> None:
-    assert parse_json(b'{"s": "\\ud800"}') == {"s": "\ud800"}
+    assert parse_json(b'{"s": "\\ud800", "\\udfff": ["\\ud83d"]}') == {"s": "\ufffd", "\ufffd": ["\ufffd"]}
     for bad in (b"[NaN]", b"[Infinity]", b"{", b""):
         with pytest.raises(ContractError):
             parse_json(bad)
@@ -60,7 +60,7 @@ def test_top_level_answers_none_for_what_is_not_an_object() -> None:
     for raw in (b"[1, 2]", b'"model"', b"3", b"", b"{", b'{"model": "m"} trailing', b"[" * 100_000):
         assert top_level(raw, keys) is None, raw[:20]
     # What msgspec refuses but Python's JSON reads is read as Python's JSON reads it.
-    assert top_level(b'{"model": "\\ud800", "n": 1e999}', ("model", "n")) == ("\ud800", math.inf)
+    assert top_level(b'{"model": "\\ud800", "n": 1e999}', ("model", "n")) == ("\ufffd", math.inf)
     # Values it does not read are skipped, not decoded: bytes that are not UTF-8 inside them do
     # not hide the keys (Python's JSON and orjson refuse the whole document).
     assert top_level(b'{"text": "\xff\xfe", "model": "m"}', keys) == ("m",)

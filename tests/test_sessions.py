@@ -111,7 +111,8 @@ def test_interaction_in_a_request_span_is_linked_both_ways(capture_analytics: Ca
     assert chat["links"] == [request["span_id"]]
     assert request["links"] == [chat["span_id"]]
     assert isinstance(request_span, ReadableSpan) and request_span.attributes is not None
-    assert request_span.attributes["session.id"] == "conv-link"
+    assert request_span.attributes["analytics.session.id"] == "conv-link"
+    assert "session.id" not in request_span.attributes  # the request's trace is not the session's
 
 
 def test_another_process_lands_in_the_same_trace(capture_analytics: CaptureAnalytics) -> None:

@@ -201,11 +201,11 @@ def test_otlp_ingest_matches_the_tracker_exporter(local_tracker: LocalTracker, t
     assert local_tracker.rows("SELECT COUNT(*) FROM interactions") == [(6,)]
 
 
-def test_otlp_json_gzip_and_partial_success(local_tracker: LocalTracker) -> None:
+def test_otlp_json_gzip_and_a_span_out_of_the_contracts_time_range(local_tracker: LocalTracker) -> None:
     capture = CaptureAnalytics()
     try:
         oa.track_api_call(session_id="conv-json", user_id="u")
-        oa.track_db_operation(session_id="conv-json", user_id="u")  # its start time is made invalid below
+        oa.track_db_operation(session_id="conv-json", user_id="u", compute_duration_ms=3)  # timed to 1970 below
         with capture.provider.get_tracer("app").start_as_current_span("GET /"):
             pass  # not an analytics span: ignored, not rejected
         spans = list(capture.finished())
@@ -222,16 +222,29 @@ def test_otlp_json_gzip_and_partial_success(local_tracker: LocalTracker) -> None
                         span[key] = base64.b64decode(span[key]).hex()
                 if span["name"] == "db":
                     span["startTimeUnixNano"] = "0"  # 1970: out of the contract's range
+                    span["endTimeUnixNano"] = "3000000"
     answer = local_tracker.client.post(
         "/v1/traces",
         content=gzip.compress(json.dumps(document).encode()),
         headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
     )
     assert answer.status_code == 200
-    partial = answer.json()["partialSuccess"]
-    assert partial["rejectedSpans"] == "1"
-    assert "timestamp" in partial["errorMessage"]
-    assert local_tracker.rows("SELECT type FROM interactions") == [("api",)]
+    assert "partialSuccess" not in answer.json()  # nothing rejected
+    # Kept, timed to when it arrived (the tracker would refuse 1970), its duration kept.
+    rows = local_tracker.rows("SELECT type, timestamp >= '2026', duration_ms FROM interactions ORDER BY type")
+    assert rows == [("api", 1, 0.0), ("db", 1, 3.0)]
+
+
+def test_otlp_partial_success_says_what_was_rejected() -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    from otel_analytics.tracker.otlp import response_body
+
+    body, media = response_body(2, "Invalid timestamp", as_json=True)
+    assert media == "application/json"
+    assert json.loads(body) == {"partialSuccess": {"rejectedSpans": "2", "errorMessage": "Invalid timestamp"}}
+    body, media = response_body(0, "", as_json=False)
+    assert media == "application/x-protobuf" and body == ExportTraceServiceResponse().SerializeToString()
 
 
 def test_otlp_ingest_refuses_bad_bodies_with_contract_errors(local_tracker: LocalTracker) -> None:

@@ -435,7 +435,7 @@ def test_an_event_only_pythons_json_reads_is_still_read() -> None:
     # orjson refuses lone surrogates; the inspector then asks the standard library.
     event = b'data: {"id": "\\ud800", "model": "m", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}\n\n'
     usage = _read([event, b"data: [DONE]\n\n"])
-    assert usage is not None and (usage.input_tokens, usage.output_tokens, usage.response_id) == (3, 4, "\ud800")
+    assert usage is not None and (usage.input_tokens, usage.output_tokens, usage.response_id) == (3, 4, "\ufffd")
 
 
 def test_an_openai_responses_finish_reason_is_why_it_is_incomplete_or_how_it_ended() -> None:

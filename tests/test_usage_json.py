@@ -123,9 +123,11 @@ def test_duplicate_keys_and_bad_text_read_as_the_general_path_reads_them() -> No
     many = json.dumps({"choices": [{"finish_reason": f"r{i}"} for i in range(70)], "model": "m"}).encode()
     fast, general = _both(many, Usage())
     assert fast == general and len(fast[1].finish_reasons) == 64  # read_response reads 64 choices
-    for raw in (b"", b"[1, 2]", b'{"usage": ', b'{"usage": {"prompt_tokens": NaN}}', b"null", b'"text"'):
+    for raw in (b"", b"[1, 2]", b'{"usage": ', b"null", b'"text"'):
         fast, general = _both(raw, Usage())
         assert fast == general and not fast[0], raw
+    fast, general = _both(b'{"usage": {"prompt_tokens": NaN}}', Usage())
+    assert fast == general and fast[0] and fast[1].invalid and fast[1].input_tokens is None  # dropped, flagged
 
 
 def test_bytes_that_are_not_utf8_inside_a_value_not_read_do_not_hide_the_usage() -> None:

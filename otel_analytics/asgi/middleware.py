@@ -42,6 +42,7 @@ from .. import attributes as attrs
 from .. import runtime as _runtime
 from .._guard import report_internal_error, warn_once
 from .._json import top_level
+from .._text import clean
 from ..context import ANONYMOUS_USER, SessionRef, app_chats, current_session
 from ..finished_spans import NOT_SAMPLED, SAMPLED, add_link
 from ..recording import emit_interaction, metadata_json
@@ -83,7 +84,8 @@ def _fallback_session_id() -> str:
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and 0 < len(value) <= 256 else None
+    """An id or a name the contract can store: 1 to 256 characters, valid Unicode."""
+    return clean(value) if isinstance(value, str) and 0 < len(value) <= 256 and not value.isspace() else None
 
 
 def _user_of(scope: Scope) -> str | None:

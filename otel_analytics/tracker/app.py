@@ -17,14 +17,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .._text import clean_json
 from . import validation
 from .group_commit import GroupCommit
 from .otlp import ingest, parse_request, response_body
@@ -67,7 +70,9 @@ def parse_json(raw: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass  # maybe still JSON to Python (integers over 64 bits, lone surrogates): same verdicts as before
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        # Lone surrogates (a JavaScript client's JSON.stringify writes them as \ud800 escapes) are
+        # stored as U+FFFD, as the client package stores them: SQLite holds UTF-8 only.
+        return clean_json(json.loads(raw, parse_constant=_reject_constant))
     except (ValueError, RecursionError):
         raise invalid("Malformed JSON body") from None
 
@@ -287,19 +292,22 @@ class TrackerApp:
             }
         )
 
-    async def _visible_session(self, request: Request) -> dict[str, Any]:
-        session_id = request.path_params["session_id"]
+    async def _visible_session(self, request: Request, session_id: str | None) -> dict[str, Any]:
         principal = self.principal(request)
-        session = await self.blocking(self.store.get_session, session_id)
+        session = await self.blocking(self.store.get_session, session_id) if session_id else None
         if session is None or (not principal.admin and session["user_id"] != principal.user_id):
-            raise ContractError("not_found", f"Session not found: {session_id[:256]}", 404)
+            raise ContractError("not_found", f"Session not found: {(session_id or '')[:256]}", 404)
         return session
 
-    async def session_detail(self, request: Request) -> Response:
-        return JSONResponse(await self._visible_session(request))
+    async def session_read(self, request: Request) -> Response:
+        """``GET /v1/sessions/{id}`` and ``GET /v1/sessions/{id}/interactions``."""
+        session_id, interactions = session_path(request)
+        if interactions:
+            return await self.session_interactions(request, session_id)
+        return JSONResponse(await self._visible_session(request, session_id))
 
-    async def session_interactions(self, request: Request) -> Response:
-        session = await self._visible_session(request)
+    async def session_interactions(self, request: Request, session_id: str | None) -> Response:
+        session = await self._visible_session(request, session_id)
         kind = request.query_params.get("type") or None
         if kind is not None and kind not in ("chat", "db", "api", "cost-event"):
             raise invalid(
@@ -332,6 +340,46 @@ class TrackerApp:
             lambda: self.store.stats_by_user(start_date=start, end_date=end, limit=limit, user_id=user)
         )
         return JSONResponse({"users": rows})
+
+
+_SESSIONS_PREFIX = "/v1/sessions/"
+_INTERACTIONS_SUFFIX = "/interactions"
+
+
+def session_path(request: Request) -> tuple[str | None, bool]:
+    """The session id a read names (``None``: none that can exist) and whether it asks for the
+    session's interactions.
+
+    Read from the path as the client sent it, percent-encoded, where it has it (``raw_path``):
+    whatever a write accepted is found, newlines and other control characters included, and an
+    id holding ``/`` (sent as ``%2F``) or ending in ``/interactions`` is read as the id it is.
+    """
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes):
+        at = raw.find(_SESSIONS_PREFIX.encode())
+        tail = raw[at + len(_SESSIONS_PREFIX) :] if at >= 0 else b""
+        interactions = tail.endswith(_INTERACTIONS_SUFFIX.encode())
+        if interactions:
+            tail = tail[: -len(_INTERACTIONS_SUFFIX)]
+        try:
+            return unquote_to_bytes(tail).decode("utf-8") or None, interactions
+        except UnicodeDecodeError:  # not UTF-8: no stored id is
+            return None, interactions
+    rest: str = request.path_params["rest"]  # a server without raw_path: the decoded path
+    interactions = rest.endswith(_INTERACTIONS_SUFFIX)
+    return (rest[: -len(_INTERACTIONS_SUFFIX)] if interactions else rest) or None, interactions
+
+
+class _AnyText(Convertor[str]):
+    """A path parameter of any characters, newlines included (Starlette's ``path`` stops at one)."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
 
 
 def _timestamp_param(request: Request, name: str) -> str | None:
@@ -378,6 +426,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 def create_app(config: TrackerConfig | None = None, *, store: Store | None = None) -> Starlette:
     """The tracker as an ASGI app."""
     config = config or TrackerConfig()
+    register_url_convertor("otel_analytics_any", _AnyText())
     tracker = TrackerApp(config, store)
     routes = [
         Route("/health", _guarded(tracker.health), methods=["GET"]),
@@ -387,12 +436,7 @@ def create_app(config: TrackerConfig | None = None, *, store: Store | None = Non
         Route("/v1/track/interaction/batch", _guarded(tracker.interaction_batch), methods=["POST"]),
         Route("/v1/traces", _guarded(tracker.otlp_traces), methods=["POST"]),
         Route("/v1/sessions", _guarded(tracker.sessions), methods=["GET"]),
-        Route(
-            "/v1/sessions/{session_id:path}/interactions",
-            _guarded(tracker.session_interactions),
-            methods=["GET"],
-        ),
-        Route("/v1/sessions/{session_id:path}", _guarded(tracker.session_detail), methods=["GET"]),
+        Route("/v1/sessions/{rest:otel_analytics_any}", _guarded(tracker.session_read), methods=["GET"]),
         Route("/v1/stats/summary", _guarded(tracker.stats_summary), methods=["GET"]),
         Route("/v1/stats/daily", _guarded(tracker.stats_daily), methods=["GET"]),
         Route("/v1/stats/by-user", _guarded(tracker.stats_by_user), methods=["GET"]),

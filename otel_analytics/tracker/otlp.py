@@ -22,6 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from .._text import clean_json
 from ..contract import INTERACTION, SESSION_END, SESSION_START, SpanRecord, start_call, to_call
 from . import validation
 from .store import Store
@@ -46,7 +47,8 @@ def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:
 
 
 def _hex_ids_to_base64(node: Any) -> None:
-    """OTLP/JSON writes ids as hex; protobuf's JSON mapping expects base64."""
+    """OTLP/JSON writes ids as hex; protobuf's JSON mapping expects base64 (``node`` has been
+    through ``clean_json``: its strings are valid Unicode)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
@@ -74,7 +76,8 @@ def parse_request(raw: bytes, headers: Mapping[str, str], limit: int) -> tuple[l
         as_json = False
     elif media == "application/json":
         try:
-            document = json.loads(body)
+            # Strings with lone surrogates are kept as U+FFFD, as every JSON route keeps them.
+            document = clean_json(json.loads(body))
             _hex_ids_to_base64(document)
             json_format.ParseDict(document, request, ignore_unknown_fields=True)
         except ContractError:

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from .._ranges import MAX_COUNT, MAX_DURATION_MS, MAX_ID_LENGTH
 from ..attributes import COST_PARTS, INTERACTION_TYPES, STATUSES
-from ..contract import MAX_BATCH, MAX_ID_LENGTH
+from ..contract import MAX_BATCH
 
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
@@ -94,8 +95,8 @@ def _count(body: Mapping[str, Any], field: str, minimum: int = 0) -> int | None:
     value = body.get(field)
     if value is None:
         return None
-    if type(value) is not int or value < minimum or value > 2**53:
-        raise invalid(f"Invalid {field}: must be an integer >= {minimum}", field=field)
+    if type(value) is not int or not minimum <= value <= MAX_COUNT:
+        raise invalid(f"Invalid {field}: must be an integer from {minimum} to 2**53", field=field)
     return value
 
 
@@ -184,9 +185,9 @@ def interaction(body: Any) -> dict[str, Any]:
         isinstance(duration, bool)
         or not isinstance(duration, int | float)
         or not math.isfinite(duration)
-        or not 0 <= duration <= 1e12
+        or not 0 <= duration <= MAX_DURATION_MS
     ):
-        raise invalid("Invalid compute_duration_ms: must be a non-negative number", field="compute_duration_ms")
+        raise invalid("Invalid compute_duration_ms: must be a number from 0 to 1e12", field="compute_duration_ms")
     out["duration_ms"] = duration
     status = body.get("status", "completed")
     if status not in STATUSES:
