@@ -165,7 +165,8 @@ def _start_ns(timestamp: Any, duration_ns: int) -> int:
         warn_once("track:timestamp-range", "otel-analytics: ignoring a timestamp outside 2000-2099: %.40r.", timestamp)
     elif timestamp is not None:
         warn_once("track:timestamp", "otel-analytics: ignoring timestamp=%.40r (give an aware datetime).", timestamp)
-    return time.time_ns() - duration_ns
+    now = time.time_ns()
+    return now - duration_ns if in_time_range(now - duration_ns) else now
 
 
 def _response_id(value: Any) -> str | None:

@@ -127,8 +127,10 @@ def _in_time_range(record: SpanRecord) -> SpanRecord:
     the interaction whole."""
     now = time.time_ns()
     duration = record.end_ns - record.start_ns
-    duration = duration if 0 <= duration <= MAX_DURATION_MS * 1_000_000 else 0
-    return record._replace(start_ns=now - duration, end_ns=now)
+    duration = duration if 0 <= duration <= _MAX_DURATION_NS else 0
+    if in_time_range(now - duration):
+        return record._replace(start_ns=now - duration, end_ns=now)
+    return record._replace(start_ns=now, end_ns=now + duration)  # 1e12 ms from now is within 2099
 
 
 def _metadata(raw: Any) -> dict[str, Any]:

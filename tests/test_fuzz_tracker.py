@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,8 +18,21 @@ from hypothesis import strategies as st
 from tests.conftest import LocalTracker
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Every kind of character, lone surrogates (JSON's "\ud800") and control characters among them.
+ANY_CHAR = st.characters(exclude_categories=())
+ANY_TEXT = st.text(ANY_CHAR, max_size=30)
 NASTY = st.sampled_from(
     [
+        "\ud800",
+        "a\udfffb",
+        "\ud83d",
+        "line\nbreak",
+        "tab\there\r",
+        "\u202eRTL override",
+        "nul\x00inside",
+        "x/interactions",
+        "a/b/c",
+        "?#%&=",
         "'; DROP TABLE sessions; --",
         '" OR 1=1 --',
         "conv-1",
@@ -40,12 +55,14 @@ scalars = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=30),
+    ANY_TEXT,
     NASTY,
 )
 json_values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(ANY_CHAR, max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 timestamps = st.one_of(
@@ -95,6 +112,20 @@ def tracker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTracker]:
         local.close()
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def post_json(tracker: LocalTracker, route: str, body: Any) -> httpx.Response:
+    """POST ``body`` as the standard library writes JSON: non-ASCII escaped, lone surrogates as
+    ``\\ud800`` escapes (httpx's own encoding cannot send those)."""
+    return tracker.client.post(route, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+
+
 def check_answer(status: int, text: str) -> None:
     assert status in (200, 201, 202, 400, 404, 413), (status, text[:300])
     payload = json.loads(text)
@@ -107,14 +138,14 @@ def check_answer(status: int, text: str) -> None:
 @SETTINGS
 @given(route=st.sampled_from(ROUTES), body=st.one_of(bodies, json_values))
 def test_write_routes_answer_with_the_contract(tracker: LocalTracker, route: str, body: Any) -> None:
-    answer = tracker.client.post(route, json=body)
+    answer = post_json(tracker, route, body)
     check_answer(answer.status_code, answer.text)
 
 
 @SETTINGS
 @given(items=st.one_of(st.lists(bodies, max_size=5), json_values))
 def test_batch_route_answers_with_the_contract(tracker: LocalTracker, items: Any) -> None:
-    answer = tracker.client.post("/v1/track/interaction/batch", json={"interactions": items})
+    answer = post_json(tracker, "/v1/track/interaction/batch", {"interactions": items})
     check_answer(answer.status_code, answer.text)
 
 
@@ -145,7 +176,8 @@ def test_raw_bodies(tracker: LocalTracker, raw: bytes) -> None:
                 "end_date",
             ]
         ),
-        st.one_of(NASTY, st.text(max_size=12), st.integers().map(str)),
+        # What a URL can carry: text that UTF-8 can hold (a client cannot send a lone surrogate).
+        st.one_of(NASTY, st.text(ANY_CHAR, max_size=12), st.integers().map(str)).filter(_utf8),
         max_size=5,
     ),
     path=st.sampled_from(
@@ -164,12 +196,73 @@ def test_read_routes_answer_with_the_contract(tracker: LocalTracker, params: dic
     check_answer(answer.status_code, answer.text)
 
 
+@SETTINGS
+@given(
+    session_id=st.one_of(NASTY.filter(lambda t: 0 < len(t) <= 256), st.text(ANY_CHAR, min_size=1, max_size=256)),
+    user_id=st.text(ANY_CHAR, min_size=1, max_size=256),
+)
+def test_every_id_a_write_accepts_is_found_by_the_reads(tracker: LocalTracker, session_id: str, user_id: str) -> None:
+    start = {"session_id": session_id, "user_id": user_id, "start_time": "2026-11-29T10:00:00Z"}
+    written = post_json(tracker, "/v1/track/session/start", start)
+    if written.status_code == 400:  # refused, with the contract's body: only whitespace-only ids
+        assert session_id.isspace() or user_id.isspace(), written.text
+        return
+    assert written.status_code in (200, 201), written.text
+    stored = written.json()["session_id"]
+    assert stored == session_id.encode("utf-8", "surrogatepass").decode("utf-8", "replace") or "\ufffd" in stored
+    interaction = {**start, "type": "db", "timestamp": "2026-11-29T10:00:01Z", "db_read_ops": 1}
+    del interaction["start_time"]
+    assert post_json(tracker, "/v1/track/interaction", interaction).status_code == 202
+    path = "/v1/sessions/" + quote(stored, safe="")
+    detail = tracker.client.get(path)
+    assert detail.status_code == 200, (detail.status_code, detail.text)
+    assert detail.json()["id"] == stored
+    interactions = tracker.client.get(path + "/interactions")
+    assert interactions.status_code == 200 and interactions.json()["session_id"] == stored
+    assert len(interactions.json()["interactions"]) >= 1
+    listed = tracker.client.get("/v1/sessions", params={"user_id": written_user(tracker, stored)}).json()["data"]
+    assert stored in [session["id"] for session in listed]
+
+
+@SETTINGS
+@given(
+    text=st.one_of(NASTY.filter(lambda t: 0 < len(t) <= 256), st.text(ANY_CHAR, min_size=1, max_size=256)),
+    metadata=st.dictionaries(st.text(ANY_CHAR, max_size=12), json_values, max_size=6),
+    route=st.sampled_from(["/v1/track/interaction", "/v1/track/interaction/batch", "/v1/track/session/start"]),
+)
+def test_every_string_field_is_stored_or_refused_never_a_500(
+    tracker: LocalTracker, text: str, metadata: dict[str, Any], route: str
+) -> None:
+    """Valid bodies whose every string (ids, model name, metadata keys and values) is arbitrary."""
+    if route == "/v1/track/session/start":
+        body: Any = {"session_id": text, "user_id": text, "start_time": "2026-11-29T10:00:00Z", "metadata": metadata}
+    else:
+        body = {
+            "session_id": text,
+            "user_id": text,
+            "type": "chat",
+            "timestamp": "2026-11-29T10:00:00Z",
+            "model_name": text,
+            "prompt_tokens": 3,
+            "metadata": metadata,
+        }
+        body = {"interactions": [body]} if route.endswith("batch") else body
+    answer = post_json(tracker, route, body)
+    check_answer(answer.status_code, answer.text)
+    assert answer.status_code < 400 or text.isspace(), answer.text  # only whitespace-only ids are refused
+
+
+def written_user(tracker: LocalTracker, session_id: str) -> str:
+    return str(tracker.store.get_session(session_id)["user_id"])
+
+
 def test_no_invalid_row_was_stored(tracker: LocalTracker) -> None:
     """Runs after the fuzzing above (same module, same database)."""
     assert tracker.rows("PRAGMA integrity_check") == [("ok",)]
     assert tracker.rows("PRAGMA foreign_key_check") == []
     for session_id, user_id, start, end in tracker.rows("SELECT id, user_id, start_time, end_time FROM sessions"):
         assert isinstance(session_id, str) and 0 < len(session_id) <= 256
+        session_id.encode("utf-8")  # valid Unicode: every reader can take it
         assert isinstance(user_id, str) and 0 < len(user_id) <= 256
         for stamp in (start, end):
             if stamp is not None:
