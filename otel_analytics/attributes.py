@@ -37,6 +37,11 @@ ERROR_TYPE: Final = "error.type"
 # --- General conventions ----------------------------------------------------------------------
 SESSION_ID: Final = "session.id"
 USER_ID: Final = "user.id"
+# HTTP server spans' URL attributes (old and new HTTP conventions), whose query is redacted.
+HTTP_URL: Final = "http.url"
+HTTP_TARGET: Final = "http.target"
+URL_FULL: Final = "url.full"
+URL_QUERY: Final = "url.query"
 
 # --- otel-analytics' own attributes -----------------------------------------------------------
 REQUEST_SESSION_ID: Final = "analytics.session.id"

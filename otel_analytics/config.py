@@ -129,6 +129,14 @@ def _parse_header(name: str, raw: str) -> str:
     return value
 
 
+def _parse_names(name: str, raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    if any(c.isspace() or c in "&=#?" for value in names for c in value):
+        raise ConfigurationError(f"{name}={raw!r} is not valid; accepted values: comma-separated parameter names.")
+    return names
+
+
 def _parse_text(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -219,6 +227,12 @@ _PARAMS: dict[str, _Param] = {
     "session_header": _Param(
         ("ANALYTICS_SESSION_HEADER",), _parse_header, "x-session-id", "Request header with the session id."
     ),
+    "redact_query_params": _Param(
+        ("ANALYTICS_REDACT_QUERY_PARAMS",),
+        _parse_names,
+        (),
+        "Query parameters whose values are redacted on spans, besides the built-in list.",
+    ),
     "inspect_bytes": _Param(
         ("ANALYTICS_INSPECT_BYTES",),
         _parse_positive_int,
@@ -249,6 +263,7 @@ class Settings:
     user_header: str = "x-user-id"
     session_header: str = "x-session-id"
     inspect_bytes: int = 1 << 20
+    redact_query_params: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

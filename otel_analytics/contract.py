@@ -12,6 +12,7 @@ here carry only fields it defines. A span is first reduced to a :class:`SpanReco
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from . import attributes as attrs
 from ._json import loads
 from ._ranges import MAX_COUNT, MAX_DURATION_MS, MAX_ID_LENGTH, count, in_time_range
 from .context import ANONYMOUS_USER
+from .redaction import clean_metadata
 
 SESSION_START = "/v1/track/session/start"
 SESSION_END = "/v1/track/session/end"
@@ -134,13 +136,19 @@ def _in_time_range(record: SpanRecord) -> SpanRecord:
 
 
 def _metadata(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, str):
-        try:
-            value = loads(raw)
-        except (ValueError, RecursionError):
-            return {}
-        return value if isinstance(value, dict) else {}
-    return {}
+    """A span's metadata (a JSON object string), cleaned: spans of any source may carry it."""
+    return dict(_cleaned_metadata(raw)) if isinstance(raw, str) else {}
+
+
+@functools.lru_cache(maxsize=1024)
+def _cleaned_metadata(raw: str) -> Mapping[str, Any]:
+    """Remembered (read-only): the middleware's metadata is one string per route, sent again and
+    again; the caller copies the top level, which is all it adds to."""
+    try:
+        value = loads(raw)
+    except (ValueError, RecursionError):
+        return _NO_EXTRA
+    return MappingProxyType(clean_metadata(value)) if isinstance(value, dict) else _NO_EXTRA
 
 
 _count = count

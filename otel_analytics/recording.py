@@ -22,33 +22,24 @@ from opentelemetry.util.types import AttributeValue
 
 from . import attributes as attrs
 from ._guard import internal_errors, report_internal_error, warn_once
+from ._json import dumps
 from ._ranges import count
 from ._text import clean
 from .context import SessionRef, claim_request_link, current_session, note_app_chat, session_parent
 from .pricing import cost_of
+from .redaction import clean_metadata
 from .runtime import Runtime, pinned_ids
 from .usage import Usage, read_response
 
-_SECRET_KEYS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-        "api-key",
-        "api_key",
-        "apikey",
-        "x-auth-token",
-        "password",
-    }
-)
 
-
-def metadata_json(metadata: Mapping[str, Any]) -> str:
-    """Metadata as a JSON object string, with secret-bearing keys redacted."""
-    clean = {str(key): "[REDACTED]" if str(key).lower() in _SECRET_KEYS else value for key, value in metadata.items()}
-    return json.dumps(clean, default=str, separators=(",", ":"))
+def metadata_json(metadata: Any) -> str:
+    """Metadata as a JSON object string: secrets redacted at any depth, bounded
+    (:func:`~otel_analytics.redaction.clean_metadata`). Metadata that is not a mapping is dropped
+    with a warning; the interaction is kept."""
+    if not isinstance(metadata, Mapping):
+        warn_once("metadata:type", "otel-analytics: ignoring metadata=%.80r (accepted: a mapping).", metadata)
+        return "{}"
+    return dumps(clean_metadata(metadata)).decode()
 
 
 def span_name(interaction_type: str, operation: str | None, model: str | None, name: str | None) -> str:

@@ -51,6 +51,7 @@ from ..sessions import end_session, start_session
 from ..usage import Usage
 from .inspect import Inspector, inspector_for
 from .rules import DEFAULT_RULES, RouteRule, match
+from .server_span import with_server_span
 
 # The ASGI types as Starlette and asgiref write them, so that a Starlette or FastAPI app (and any
 # app typed like one) is an ASGIApp to a type checker.
@@ -207,20 +208,14 @@ class AnalyticsMiddleware:
         if cached is not None and cached[0] is runtime.provider:
             return cached[1]
         try:
-            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+            wrapped: ASGIApp = with_server_span(self._analytics, runtime.provider, runtime.settings.redact_query_params)
         except ImportError:
             warn_once(
                 "asgi:contrib",
                 "otel-analytics: no HTTP server span (install 'otel-analytics[asgi]' for "
                 "one); analytics spans are recorded all the same.",
             )
-            wrapped: ASGIApp = self._analytics
-        else:
-            wrapped = OpenTelemetryMiddleware(
-                self._analytics,
-                exclude_spans=["receive", "send"],
-                tracer_provider=runtime.provider,
-            )
+            wrapped = self._analytics
         self._with_server_span = (runtime.provider, wrapped)
         return wrapped
 

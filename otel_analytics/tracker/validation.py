@@ -16,10 +16,10 @@ from typing import Any
 from .._ranges import MAX_COUNT, MAX_DURATION_MS, MAX_ID_LENGTH
 from ..attributes import COST_PARTS, INTERACTION_TYPES, STATUSES
 from ..contract import MAX_BATCH
+from ..redaction import clean_metadata
 
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-_MAX_METADATA_KEYS = 200
 # 2026-11-29T10:15:00.123Z: UTC, milliseconds, "Z" (the stored form; other forms are converted)
 _CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -106,9 +106,9 @@ def _metadata(body: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise invalid("Invalid metadata: must be a JSON object", field="metadata")
-    if len(value) > _MAX_METADATA_KEYS:
-        raise invalid(f"Invalid metadata: more than {_MAX_METADATA_KEYS} keys", field="metadata")
-    return value
+    # Stored as every other path records it: secrets redacted at any depth, bounded (what does
+    # not fit is counted in "_truncated", never the reason to refuse the interaction).
+    return clean_metadata(value)
 
 
 def session_start(body: Any) -> dict[str, Any]:
