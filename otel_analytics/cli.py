@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import httpx
 
 from .config import DEFAULT_TRACKER_URL
+from .errors import ConfigurationError
 
 
 def _ids(args: argparse.Namespace) -> int:
@@ -62,7 +63,16 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
         user_tokens[token] = user
     token = args.token or os.environ.get("ANALYTICS_TRACKER_TOKEN") or None
-    app = create_app(TrackerConfig(db_path=args.db, token=token, user_tokens=user_tokens))
+    pricing_file = args.pricing_file or os.environ.get("ANALYTICS_PRICING_FILE") or None
+    if pricing_file and not os.path.isfile(pricing_file):
+        print(f"--pricing-file {pricing_file!r}: no such file", file=sys.stderr)
+        return 2
+    try:
+        config = TrackerConfig(db_path=args.db, token=token, user_tokens=user_tokens, pricing_file=pricing_file)
+        app = create_app(config)
+    except ConfigurationError as exc:
+        print(f"otel-analytics tracker: {exc}", file=sys.stderr)
+        return 2
     if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
         print(
             f"warning: listening on {args.host} with no token: anyone who can reach it can read and write",
@@ -126,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="USER=TOKEN",
         help="a read-only token that sees only USER's data (repeatable)",
+    )
+    serve.add_argument(
+        "--pricing-file",
+        default=None,
+        help="price overrides, as the client reads them (default: ANALYTICS_PRICING_FILE)",
     )
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(run=_serve)

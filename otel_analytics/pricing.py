@@ -201,6 +201,11 @@ class PriceBook:
         self._tokens = float(budget.burst) if budget is not None else 0.0
         self._tokens_at = clock()
 
+    @property
+    def override_version(self) -> str:
+        """The price file's ``version`` (what its prices are recorded as); empty without one."""
+        return self._override_version
+
     def price(self, model: str, provider: str | None = None) -> Price | None:
         """The price of ``model``; ``None`` when none is known, or (see :meth:`looked_up`) when
         the budget for new names is spent."""

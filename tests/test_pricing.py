@@ -2,18 +2,25 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
+import genai_prices
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
+import otel_analytics as oa
 from otel_analytics.config import Settings
 from otel_analytics.errors import ConfigurationError
+from otel_analytics.exporters.tracker import TrackerSpanExporter
 from otel_analytics.pricing import NewNameBudget, Price, PriceBook, cost_of, format_usd, infer_provider, micro_cents
 from otel_analytics.runtime import Runtime
+from otel_analytics.testing import CaptureAnalytics
 from otel_analytics.usage import Usage
+from tests.conftest import LocalTracker
 
 
 def test_contract_test_vectors() -> None:
@@ -195,3 +202,69 @@ def test_the_request_paths_budget_is_the_setting(clean_env: pytest.MonkeyPatch, 
     found = [runtime.prices.price(name) is None and runtime.prices.looked_up(name) for name in names]
     assert found == [True] * looked_up + [False] * (300 - looked_up)  # 0.5 a second: 5 at once
     assert NewNameBudget.per_second_of(Settings().new_models_per_s) == NewNameBudget(200, 20.0)  # the default
+
+
+@pytest.mark.parametrize("model", ["gemini-1.5-pro", "claude-sonnet-4-5", "gpt-4o"])
+def test_the_local_tracker_prices_as_the_client_does_to_the_micro_cent(tmp_path: Path, model: str) -> None:
+    """Below and past the long-context tiers, and after a restart (prices then come from its table)."""
+    capture = CaptureAnalytics()
+    try:
+        for prompt in (1_000, 300_000, 1_000, 300_000):
+            oa.track_interaction(
+                session_id=f"conv-{prompt}", user_id="u", model_name=model, prompt_tokens=prompt, completion_tokens=900
+            )
+        spans = list(capture.finished())
+    finally:
+        capture.close()
+    db = str(tmp_path / "prices.db")
+    for batch in (spans[:2], spans[2:]):  # a tracker, then the same database in a new one
+        tracker = LocalTracker(db)
+        try:
+            exporter = TrackerSpanExporter(url=tracker.url)  # not told to send costs: the tracker prices
+            exporter.export(batch)
+            exporter.shutdown()
+        finally:
+            tracker.close()
+    stored = LocalTracker(db)
+    try:
+        rows = stored.rows("SELECT prompt_tokens, total_cost_mc FROM interactions ORDER BY rowid")
+    finally:
+        stored.close()
+    for span, (prompt, tracker_mc) in zip(spans, rows, strict=True):
+        client_mc = (span.attributes or {})["analytics.cost.micro_cents"]
+        expected = genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=prompt, output_tokens=900),
+            model,
+            genai_request_timestamp=datetime.now(tz=UTC),
+        ).total_price
+        assert client_mc == int((Decimal(expected) * 100000).to_integral_value()), prompt
+        assert tracker_mc == client_mc, (model, prompt)
+
+
+def test_the_local_tracker_takes_the_clients_price_file(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('version = "ours"\n[models."llama-internal"]\ninput = 2.0\noutput = 4.0\n')
+    tracker = LocalTracker(str(tmp_path / "p.db"), pricing_file=str(prices))
+    try:
+        body = {
+            "session_id": "conv-p",
+            "user_id": "u",
+            "type": "chat",
+            "timestamp": "2026-11-29T10:00:00Z",
+            "model_name": "llama-internal",
+            "prompt_tokens": 1000,
+            "completion_tokens": 500,
+        }
+        assert tracker.client.post("/v1/track/interaction", json=body).status_code == 202
+        assert tracker.rows("SELECT total_cost_mc FROM interactions") == [(200 + 200,)]
+        # A price set by hand in the table wins over the book.
+        tracker.rows(
+            "INSERT INTO pricing (provider, model, token_kind, usd_per_million, effective_date, source) VALUES "
+            "('self', 'hand-priced', 'input', 1.0, '2026-01-01', 'set by ops'), "
+            "('self', 'hand-priced', 'output', 1.0, '2026-01-01', 'set by ops')"
+        )
+        body |= {"model_name": "hand-priced", "session_id": "conv-h"}
+        assert tracker.client.post("/v1/track/interaction", json=body).status_code == 202
+        assert tracker.rows("SELECT total_cost_mc FROM interactions WHERE session_id = 'conv-h'") == [(150,)]
+    finally:
+        tracker.close()

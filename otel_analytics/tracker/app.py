@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from .._text import clean_json
 from . import validation
+from ..pricing import PriceBook
 from .group_commit import GroupCommit
 from .otlp import ingest, parse_request, response_body
 from .store import Store
@@ -54,6 +55,8 @@ class TrackerConfig:
     """token -> user_id: tokens that read only that user's data."""
     max_json_bytes: int = MAX_JSON_BYTES
     max_otlp_bytes: int = MAX_OTLP_BYTES
+    pricing_file: str | None = None
+    """The client's price overrides (``ANALYTICS_PRICING_FILE``): the tracker prices as it does."""
 
 
 def _error(code: str, message: str, status: int, **details: Any) -> JSONResponse:
@@ -139,7 +142,7 @@ class TrackerApp:
 
     def __init__(self, config: TrackerConfig, store: Store | None = None) -> None:
         self.config = config
-        self.store = store or Store(config.db_path)
+        self.store = store or Store(config.db_path, PriceBook(config.pricing_file))
         self.writes = GroupCommit(self.store)
         self._tokens = [(token.encode(), Principal(admin=True)) for token in [config.token] if token]
         self._tokens += [

@@ -85,6 +85,7 @@ class Store:
         self._lock = threading.Lock()
         self._prices = prices or PriceBook()
         self._price_cache: dict[tuple[str, str | None], Price | None] = {}
+
         self._known_sessions: set[str] = set()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -297,28 +298,39 @@ class Store:
         self._prices.warm()
 
     def price(self, model: str, provider: str | None = None) -> Price | None:
-        """The ``pricing`` table's active price for a model; filled from genai-prices on first use."""
+        """A model's price: a custom row of the ``pricing`` table if one is active, else the price
+        book's, the client package's own (genai-prices with its tiers, and the price file), so the
+        tracker and the client price an interaction alike to the micro-cent.
+
+        The book's linear prices are written to the table (``source`` = where they came from) for
+        whoever reads it; a row with another source is a price set by hand, and wins. Tiered prices
+        are not linear and are not in the table's shape: their rows show the base tier only, and
+        the book prices them.
+        """
         key = (model, provider)
         if key in self._price_cache:
             return self._price_cache[key]
         with self._lock:
             rows = self._db.execute(
-                "SELECT provider, token_kind, usd_per_million FROM pricing WHERE model = ? AND active = 1",
+                "SELECT provider, token_kind, usd_per_million, source FROM pricing WHERE model = ? AND active = 1",
                 (model,),
             ).fetchall()
-        if rows:
-            kinds = {row["token_kind"]: row["usd_per_million"] for row in rows}
+        # The book wrote rows of any genai-prices version, and of the price file it was given.
+        book = ("genai-prices ", self._prices.override_version or "genai-prices ")
+        custom = [row for row in rows if not row["source"].startswith(book)]
+        if custom:
+            kinds = {row["token_kind"]: row["usd_per_million"] for row in custom}
             price: Price | None = Price(
                 input=kinds.get("input", 0.0),
                 output=kinds.get("output", 0.0),
                 cache_read=kinds.get("cache_read"),
                 cache_write=kinds.get("cache_write"),
                 version="pricing table",
-                provider=rows[0]["provider"],
+                provider=custom[0]["provider"],
             )
         else:
             price = self._prices.price(model, provider)
-            if price is not None:
+            if price is not None and not rows:
                 self._seed(model, price)
         if len(self._price_cache) > 4096:
             self._price_cache.clear()
