@@ -18,10 +18,12 @@ import functools
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from types import FrameType
 from typing import Any
 
 from opentelemetry import trace
@@ -180,11 +182,72 @@ class AnalyticsHandle:
             for processor in self._processors:
                 processor.shutdown()
 
-        return _bounded(stop, timeout_s, "shutdown")
+        stopped = _bounded(stop, timeout_s, "shutdown")
+        self.report_undelivered("at shutdown")
+        return stopped
+
+    def report_undelivered(self, when: str) -> bool:
+        """Log, with numbers and why, what the exporters could not deliver; ``True`` if anything."""
+        reported = False
+        for exporter in self._exporters.values():
+            report = getattr(exporter, "report_undelivered", None)
+            if callable(report):
+                reported = report(when) or reported
+        return reported
+
+    def flush_on_signals(self, *signals: int) -> None:
+        """Flush (within the flush timeout) when the process gets one of ``signals`` (SIGTERM by
+        default), then do what was done before: the previous handler, chained, not replaced.
+
+        For processes that stop without the ASGI lifespan the middleware flushes on (a worker, a
+        script): Python's default for SIGTERM kills the process at once, and ``atexit`` never
+        runs. Call it from the main thread (``signal.signal``'s rule; elsewhere ``ValueError``).
+        """
+        for number in signals or (signal.SIGTERM,):
+            signal.signal(number, _flushing_handler(signal.getsignal(number)))
 
     def _at_exit(self) -> None:
         if not self._shut_down:
             self.shutdown()
+
+
+def _flushing_handler(previous: Any) -> Callable[[int, FrameType | None], None]:
+    def handler(number: int, frame: FrameType | None) -> None:
+        flush_before_exit()
+        if callable(previous):
+            previous(number, frame)
+        elif previous == signal.SIG_DFL:  # what the signal did before: end the process by it
+            signal.signal(number, signal.SIG_DFL)
+            signal.raise_signal(number)
+
+    return handler
+
+
+def flush_before_exit(timeout: float | None = None) -> bool:
+    """Deliver what analytics holds before the process ends, within the flush timeout.
+
+    The handle's processors, and the processors of a provider otel-analytics joined (the app's,
+    or the one ``opentelemetry-instrument`` built): an ASGI server stopping on SIGTERM (uvicorn
+    re-raises the signal after its graceful shutdown) never runs ``atexit``. When that flush does
+    not finish, what is left is reported with numbers. Never raises.
+    """
+    handle = _active
+    settings = handle.settings if handle is not None else _runtime.current().settings
+    if not settings.enabled:
+        return True
+    timeout_s = settings.flush_timeout_s if timeout is None else timeout
+    deadline = time.monotonic() + timeout_s
+    ok = True
+    if handle is not None:
+        ok = handle.force_flush(timeout_s)
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, SdkTracerProvider) and (handle is None or not handle._owns_provider):
+        remaining = max(deadline - time.monotonic(), 0.0)
+        flush = functools.partial(provider.force_flush, int(remaining * 1000))
+        ok = _bounded(flush, remaining, "flush") and ok
+    if handle is not None and not ok:
+        handle.report_undelivered("at shutdown, after the flush timed out")
+    return ok
 
 
 def configure(*, tracer_provider: trace.TracerProvider | None = None, **overrides: Any) -> AnalyticsHandle:

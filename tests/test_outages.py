@@ -170,3 +170,27 @@ def test_nothing_lost_and_nothing_doubled_through_an_outage(clean_env: pytest.Mo
     finally:
         handle.shutdown()
         proxy.close()
+
+
+def test_an_outage_is_said_once_with_numbers_and_so_is_the_recovery(
+    fake_tracker: FakeTracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture = CaptureAnalytics()
+    try:
+        oa.track_interaction(session_id="conv-out", user_id="u", model_name="gpt-4o", prompt_tokens=1)
+        spans = list(capture.finished())
+    finally:
+        capture.close()
+    exporter = TrackerSpanExporter(url=fake_tracker.url, retry_budget_s=10)
+    exporter.unreachable_warning_s = 0.3
+    fake_tracker.fail_until = time.monotonic() + 2.0  # 503 to everything for two seconds
+    try:
+        assert exporter.export(spans) is SpanExportResult.SUCCESS  # retried until it answered
+    finally:
+        exporter.shutdown()
+    outage = [r.getMessage() for r in caplog.records if "has not answered for" in r.getMessage()]
+    assert len(outage) == 1, outage  # rate-limited, however many retries
+    assert f"the tracker at {fake_tracker.url} has not answered for" in outage[0]
+    assert "HTTP 503" in outage[0] and "dropped so far" in outage[0]
+    assert any("answers again" in r.getMessage() for r in caplog.records)
+    assert [i["session_id"] for i in fake_tracker.interactions] == ["conv-out"]

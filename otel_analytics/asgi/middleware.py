@@ -43,6 +43,7 @@ from .. import runtime as _runtime
 from .._guard import report_internal_error, warn_once
 from .._json import top_level
 from .._text import clean
+from ..configuration import flush_before_exit
 from ..context import ANONYMOUS_USER, SessionRef, app_chats, current_session
 from ..finished_spans import NOT_SAMPLED, SAMPLED, add_link
 from ..recording import emit_interaction, metadata_json
@@ -178,7 +179,10 @@ class AnalyticsMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _RECORDED in scope:
-            await self.app(scope, receive, send)  # websocket, lifespan, recorded outside: untouched
+            if scope["type"] == "lifespan":  # forwarded unchanged; the server's stop flushes first
+                await self.app(scope, receive, _flushing_before_shutdown(send))
+                return
+            await self.app(scope, receive, send)  # websocket, recorded outside: untouched
             return
         runtime = _runtime.current()
         if not runtime.settings.enabled:
@@ -255,6 +259,28 @@ class AnalyticsMiddleware:
 
     def inspect_bytes(self, runtime: Runtime) -> int:
         return self._inspect_bytes or runtime.settings.inspect_bytes
+
+
+_SHUTDOWN_OVER = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
+
+
+def _flushing_before_shutdown(send: Send) -> Send:
+    """The lifespan ``send``: before the app's word that its shutdown is over reaches the server,
+    analytics is flushed (bounded by the flush timeout, on a worker thread: the loop keeps
+    running). A server stopped by SIGTERM exits right after; uvicorn re-raises the signal, so
+    ``atexit`` never runs. The message itself is forwarded unchanged."""
+
+    async def lifespan_send(message: Message) -> None:
+        if type(message) is dict and message.get("type") in _SHUTDOWN_OVER:
+            try:
+                import anyio.to_thread  # asyncio or trio, whichever the server runs
+
+                await anyio.to_thread.run_sync(flush_before_exit)
+            except Exception as error:
+                report_internal_error("asgi.lifespan", error)
+        await send(message)
+
+    return lifespan_send
 
 
 def _route_path(path: str, root_path: str) -> str | None:

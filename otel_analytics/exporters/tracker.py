@@ -27,6 +27,7 @@ from __future__ import annotations
 import email.utils
 import functools
 import logging
+import math
 import random
 import threading
 import time
@@ -68,6 +69,10 @@ _BACKOFF_BASE_S = 0.25
 # retry in step, and the module's state is the app's (hypothesis checks it, say).
 _JITTER = random.SystemRandom()
 _BACKOFF_CAP_S = 8.0
+UNREACHABLE_WARNING_S = 30.0
+"""How long the tracker may fail to answer before a warning says so (with numbers)."""
+UNREACHABLE_REPEAT_S = 300.0
+"""How often that warning repeats while the outage lasts."""
 
 
 class _Retryable(Exception):
@@ -123,6 +128,17 @@ class TrackerStats:
     budget): without it, what a down tracker holds would be counted nowhere until it gives up."""
     overflowed: int = 0
     """Encoded calls pushed out of that full backlog, oldest first."""
+    undelivered_interactions: int = 0
+    """Interactions dropped or refused (of ``dropped`` and ``failed``), for the loss report."""
+    undelivered_sessions: int = 0
+    """Session starts and ends dropped or refused."""
+    last_problem: str = ""
+    """Why the last of them was not delivered."""
+
+    @property
+    def waiting(self) -> int:
+        """Calls and spans still queued or being sent."""
+        return max(self.ended - self.received, 0) + self.backlog + self.sending
 
     def as_dict(self) -> dict[str, int]:
         counts = {"sent": self.sent, "retried": self.retried, "dropped": self.dropped, "failed": self.failed}
@@ -233,6 +249,9 @@ class TrackerSpanExporter(SpanExporter):
         self._started: OrderedDict[str, None] = OrderedDict()
         self._batch_supported = True
         self.stats = TrackerStats()
+        self.unreachable_warning_s = UNREACHABLE_WARNING_S
+        self._failing_since: float | None = None
+        self._warned_at = -math.inf
 
     @staticmethod
     def _new_transport(concurrency: int) -> httpx.HTTPTransport:
@@ -349,13 +368,15 @@ class TrackerSpanExporter(SpanExporter):
             self._post(SESSION_END, call.payload, None, deadline)
         except _Final as exc:
             if exc.status != 404:
-                self._count_failed(1, f"end:{exc.status}", "the tracker refused a session end: %s", exc.reason)
+                self._count_failed(
+                    1, f"end:{exc.status}", "the tracker refused a session end: %s", exc.reason, sessions=True
+                )
                 return False
             # Started elsewhere (or its start was lost): start it, then end it again.
             start = _implicit_start(call.session_id, call.user_id, call.start_time)
             return self._start_session(start, deadline) and self._deliver(SESSION_END, call.payload, None, 1, deadline)
         except _Retryable as exc:
-            self._count_dropped(1, exc.reason)
+            self._count_dropped(1, exc.reason, sessions=True)
             return False
         self._count_sent(1)
         return True
@@ -403,6 +424,10 @@ class TrackerSpanExporter(SpanExporter):
                     "otel-analytics: the tracker has no batch route; sending interactions one by one.",
                 )
                 return all(self._send_one(call, deadline) for call in calls)
+            if exc.status == 413 and len(calls) > 1:
+                # Too large for this tracker's body limit: halves, until they fit.
+                half = len(calls) // 2
+                return all([self._send_batch(calls[:half], deadline), self._send_batch(calls[half:], deadline)])
             if exc.status == 400 and len(calls) > 1:
                 # All or nothing: one bad item refuses the batch. Send singly to keep the good ones.
                 return all([self._send_one(call, deadline) for call in calls])
@@ -418,13 +443,16 @@ class TrackerSpanExporter(SpanExporter):
         return self._deliver(INTERACTION, call.payload, call.key, 1, deadline)
 
     def _deliver(self, route: str, body: bytes, key: str | None, items: int, deadline: float) -> bool:
+        sessions = route in (SESSION_START, SESSION_END)
         try:
             self._post(route, body, key, deadline)
         except _Final as exc:
-            self._count_failed(items, f"{route}:{exc.status}", "the tracker refused %s: %s", route, exc.reason)
+            self._count_failed(
+                items, f"{route}:{exc.status}", "the tracker refused %s: %s", route, exc.reason, sessions=sessions
+            )
             return False
         except _Retryable as exc:
-            self._count_dropped(items, exc.reason)
+            self._count_dropped(items, exc.reason, sessions=sessions)
             return False
         self._count_sent(items)
         return True
@@ -439,8 +467,10 @@ class TrackerSpanExporter(SpanExporter):
         while True:
             try:
                 self._attempt(route, body, headers)
+                self._note_success()
                 return
             except _Retryable as exc:
+                self._note_failure(exc.reason)
                 delay = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt) * _JITTER.uniform(0.5, 1.0)
                 if exc.retry_after is not None:
                     delay = exc.retry_after
@@ -481,18 +511,22 @@ class TrackerSpanExporter(SpanExporter):
         with self._lock:
             self.stats.sent += items
 
-    def _count_failed(self, items: int, kind: str, message: str, *args: object) -> None:
+    def _count_failed(
+        self, items: int, kind: str, message: str, *args: object, sessions: bool = False
+    ) -> None:
         with self._lock:
             self.stats.failed += items
+            self._count_undelivered(items, sessions, "refused by the tracker")
         warn_once(
             f"tracker:failed:{kind}",
             "otel-analytics: " + message + " (logged once; see handle.stats())",
             *args,
         )
 
-    def _count_dropped(self, items: int, reason: str) -> None:
+    def _count_dropped(self, items: int, reason: str, *, sessions: bool = False) -> None:
         with self._lock:
             self.stats.dropped += items
+            self._count_undelivered(items, sessions, reason)
         warn_once(
             f"tracker:dropped:{reason.split(' ')[0]}",
             "otel-analytics: dropping analytics after retries: %s "
@@ -500,3 +534,78 @@ class TrackerSpanExporter(SpanExporter):
             "starts a local one.",
             reason,
         )
+
+    def _count_undelivered(self, items: int, sessions: bool, reason: str) -> None:
+        """Under the lock."""
+        if sessions:
+            self.stats.undelivered_sessions += items
+        else:
+            self.stats.undelivered_interactions += items
+        self.stats.last_problem = reason
+
+    def count_not_sent(self, calls: Sequence[EncodedCall], reason: str) -> None:
+        """Calls given up without being sent (still waiting when the exporter stopped)."""
+        sessions = sum(1 for call in calls if call.route in (SESSION_START, SESSION_END))
+        with self._lock:
+            self.stats.dropped += len(calls)
+            self._count_undelivered(sessions, True, reason)
+            self._count_undelivered(len(calls) - sessions, False, reason)
+
+    # --- telling of loss --------------------------------------------------------------------------
+    def _note_failure(self, reason: str) -> None:
+        """A request failed in a way worth retrying: say so, with numbers, once the tracker has
+        been unreachable (or refusing) for a while, and again every few minutes while it lasts."""
+        now = time.monotonic()
+        with self._lock:
+            if self._failing_since is None:
+                self._failing_since = now
+            since = self._failing_since
+            due = now - since >= self.unreachable_warning_s and now - self._warned_at >= UNREACHABLE_REPEAT_S
+            if due:
+                self._warned_at = now
+        if due:
+            stats = self.stats
+            _logger.warning(
+                "otel-analytics: the tracker at %s has not answered for %.0f s (%s); %d interactions and "
+                "session events are waiting, %d dropped so far. Is it running? (`otel-analytics tracker serve` "
+                "starts a local one.)",
+                self.url,
+                now - since,
+                reason,
+                stats.waiting,
+                stats.dropped,
+            )
+
+    def _note_success(self) -> None:
+        if self._failing_since is None:
+            return
+        with self._lock:
+            since, self._failing_since = self._failing_since, None
+            warned = self._warned_at >= since
+            self._warned_at = -math.inf
+        if since is not None and warned:
+            _logger.warning(
+                "otel-analytics: the tracker at %s answers again, after %.0f s.", self.url, time.monotonic() - since
+            )
+
+    def report_undelivered(self, when: str) -> bool:
+        """Log what could not be delivered, with numbers and why; ``True`` when there was some."""
+        stats = self.stats
+        lost_interactions, lost_sessions, waiting = (
+            stats.undelivered_interactions,
+            stats.undelivered_sessions,
+            stats.waiting,
+        )
+        if not (lost_interactions or lost_sessions or waiting):
+            return False
+        _logger.warning(
+            "otel-analytics %s: %d interactions and %d session starts/ends could not be delivered to the "
+            "tracker at %s (%s)%s.",
+            when,
+            lost_interactions,
+            lost_sessions,
+            self.url,
+            stats.last_problem or "not sent in time",
+            f"; {waiting} more were still queued, or dropped by a full span queue" if waiting else "",
+        )
+        return True

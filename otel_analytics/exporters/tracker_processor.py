@@ -65,6 +65,8 @@ class _Sender:
                 for _ in range(over):
                     backlog.popleft()
                 self._stats.overflowed += over
+                self._stats.undelivered_interactions += over  # mostly interactions: what the report says
+                self._stats.last_problem = "the queue was full: the oldest were dropped"
             self._stats.backlog = len(backlog)
             if was_empty or len(backlog) >= self._batch:  # starts the delay, or sends a full batch
                 self._condition.notify_all()
@@ -118,7 +120,8 @@ class _Sender:
         self.flush(timeout_s)
         with self._condition:
             self._stopping = True
-            self._stats.dropped += len(self._backlog)  # not sent in time: counted, as the exporter counts
+            # Not sent in time: counted (and reported) as the exporter counts what it gives up.
+            self._exporter.count_not_sent(list(self._backlog), "not sent before shutdown")
             self._backlog.clear()
             self._stats.backlog = 0
             self._condition.notify_all()

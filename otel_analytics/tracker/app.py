@@ -28,8 +28,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._text import clean_json
-from . import validation
 from ..pricing import PriceBook
+from . import validation
 from .group_commit import GroupCommit
 from .otlp import ingest, parse_request, response_body
 from .store import Store
