@@ -16,7 +16,8 @@ nothing about a request is stored on the middleware. For a request that a route 
   the request when they already count the exchange. The first of them takes the span id the
   request's span already links to, so that link never points at a span that is not recorded.
 - Exceptions from the app mark the span and propagate unchanged; errors inside analytics are
-  logged once and swallowed. Other requests, WebSocket and lifespan scopes pass straight through.
+  logged once and swallowed. Other requests and WebSocket scopes pass straight through; lifespan
+  messages too, analytics being flushed before the app's word that its shutdown is over.
 
 HTTP server spans: an app already instrumented (an outer OpenTelemetry middleware, or the
 FastAPI/Starlette instrumentors, including through ``opentelemetry-instrument``) keeps its own;
