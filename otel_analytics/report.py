@@ -48,9 +48,9 @@ class TrackerReader:
 
 
 def session_path(session_id: str) -> str:
-    """The read API's path of a session: the id percent-encoded whole (``/`` too), as the tracker
-    reads it."""
-    return "/v1/sessions/" + quote(session_id, safe="")
+    """The read API's path of a session: the id percent-encoded whole, ``/`` and ``.`` too (a
+    client would drop a path segment of ``.`` or ``..``), as the tracker reads it."""
+    return "/v1/sessions/" + quote(session_id, safe="").replace(".", "%2E")
 
 
 def _tokens(interactions: Sequence[dict[str, Any]]) -> tuple[int, int]:
