@@ -511,9 +511,7 @@ class TrackerSpanExporter(SpanExporter):
         with self._lock:
             self.stats.sent += items
 
-    def _count_failed(
-        self, items: int, kind: str, message: str, *args: object, sessions: bool = False
-    ) -> None:
+    def _count_failed(self, items: int, kind: str, message: str, *args: object, sessions: bool = False) -> None:
         with self._lock:
             self.stats.failed += items
             self._count_undelivered(items, sessions, "refused by the tracker")
