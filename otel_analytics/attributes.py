@@ -20,6 +20,8 @@ GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
 GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+"""Seconds from the request to the first chunk of a streamed answer."""
 # Includes cached tokens, as the conventions ask.
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 # Includes reasoning tokens.
@@ -37,6 +39,8 @@ ERROR_TYPE: Final = "error.type"
 # --- General conventions ----------------------------------------------------------------------
 SESSION_ID: Final = "session.id"
 USER_ID: Final = "user.id"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
 # HTTP server spans' URL attributes (old and new HTTP conventions), whose query is redacted.
 HTTP_URL: Final = "http.url"
 HTTP_TARGET: Final = "http.target"
@@ -49,6 +53,12 @@ REQUEST_SESSION_ID: Final = "analytics.session.id"
 Not ``session.id``, which backends (Phoenix, Langfuse) read to group traces into sessions: the
 request's trace would count as one more trace of the conversation. Find a session's requests by
 this attribute, or by the span links between the two."""
+COUNTED_IN: Final = "analytics.counted_in"
+"""On another instrumentation's GenAI span (an SDK's own, a peer's) for a call otel-analytics
+captured: the span id (hex) of the interaction span that counts the call. That span's usage
+counts (``gen_ai.usage.*``) move to ``analytics.sdk.gen_ai.usage.*``, so a backend that sums
+``gen_ai.usage.*`` counts the call once."""
+MOVED_USAGE_PREFIX: Final = "analytics.sdk."
 INTERACTION_TYPE: Final = "analytics.interaction.type"
 """One of ``chat``, ``db``, ``api``, ``cost-event`` (the tracker's interaction types)."""
 SESSION_EVENT: Final = "analytics.session.event"

@@ -23,6 +23,7 @@ from . import runtime as _runtime
 from ._guard import internal_errors, warn_once
 from ._ranges import MAX_DURATION_MS, in_time_range
 from ._text import clean
+from .capture.call import claim_captured
 from .context import claim_request_link, note_app_chat, resolve_session
 from .recording import Recording, checked_count, emit_interaction, link_back, metadata_json, parent_and_links
 from .usage import Usage
@@ -56,7 +57,9 @@ def track_interaction(
     ``compute_duration_ms``. Session and user default to the session in context.
     ``response_id``: a chat's id at the provider (``gen_ai.response.id``; not sent to the tracker,
     whose contract has no field for it). When the app's answer passes that response on, the
-    middleware sees the same id and counts the exchange once.
+    middleware sees the same id and counts the exchange once. A chat that the capture of provider
+    calls recorded already (the same response id, or else the same model and token counts, in the
+    same task or thread) is not recorded again: its interaction's id is returned.
     """
     runtime = _runtime.current()
     if not runtime.settings.enabled:
@@ -119,6 +122,12 @@ def track_interaction(
             usage.invalid = (prompt_tokens is not None and usage.input_tokens is None) or (
                 completion_tokens is not None and usage.output_tokens is None
             )
+        if type == "chat":
+            # The same call captured at the HTTP client already (same response id, or same model
+            # and counts): counted once, by the capture.
+            captured = claim_captured(usage.response_id, model, usage.input_tokens, usage.output_tokens)
+            if captured is not None:
+                return format(captured, "016x")
         if session is None:  # no session: a span under whatever is current, as any other
             recording = Recording(
                 runtime, type, session=None, model=model, metadata=metadata, attributes=extra, start_time=start

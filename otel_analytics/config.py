@@ -137,6 +137,29 @@ def _parse_names(name: str, raw: str | list[str] | tuple[str, ...]) -> tuple[str
     return names
 
 
+def _parse_base_urls(name: str, raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    urls = tuple(str(item).strip().rstrip("/") for item in items if str(item).strip())
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(
+                f"{name}={raw!r} has {url!r}; accepted values: comma-separated base URLs "
+                "(http://127.0.0.1:8000/v1, https://llm.example.com)."
+            )
+    return urls
+
+
+def _parse_choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = str(raw).strip().lower()
+        if value not in choices:
+            raise ConfigurationError(f"{name}={raw!r} is not valid; accepted values: {', '.join(choices)}.")
+        return value
+
+    return parse
+
+
 def _parse_text(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -233,6 +256,24 @@ _PARAMS: dict[str, _Param] = {
         (),
         "Query parameters whose values are redacted on spans, besides the built-in list.",
     ),
+    "capture_llm_calls": _Param(
+        ("ANALYTICS_CAPTURE_LLM_CALLS",),
+        parse_bool,
+        True,
+        "Record the app's own calls to LLM providers (httpx, httpx2), from the HTTP client.",
+    ),
+    "llm_hosts": _Param(
+        ("ANALYTICS_LLM_HOSTS",),
+        _parse_base_urls,
+        (),
+        "More base URLs of LLM providers (OpenAI-compatible servers) whose calls are captured.",
+    ),
+    "capture_without_session": _Param(
+        ("ANALYTICS_CAPTURE_WITHOUT_SESSION",),
+        _parse_choice("record", "ignore"),
+        "record",
+        "A captured call outside any session: recorded without one, or not recorded.",
+    ),
     "inspect_bytes": _Param(
         ("ANALYTICS_INSPECT_BYTES",),
         _parse_positive_int,
@@ -264,6 +305,9 @@ class Settings:
     session_header: str = "x-session-id"
     inspect_bytes: int = 1 << 20
     redact_query_params: tuple[str, ...] = ()
+    capture_llm_calls: bool = True
+    llm_hosts: tuple[str, ...] = ()
+    capture_without_session: str = "record"
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

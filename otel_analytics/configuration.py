@@ -141,6 +141,7 @@ class AnalyticsHandle:
         self._exporters = dict(exporters or {})
         self._owns_provider = owns_provider
         self._shut_down = False
+        self._hooked: tuple[str, ...] = ()  # the HTTP libraries whose send this handle hooked
 
     @property
     def exporters(self) -> tuple[str, ...]:
@@ -176,6 +177,10 @@ class AnalyticsHandle:
             if _active is self:
                 _active = None
                 _runtime.install(None)
+        if self._hooked:
+            from . import capture
+
+            capture.uninstall()
         timeout_s = self.settings.flush_timeout_s if timeout is None else timeout
 
         def stop() -> None:
@@ -306,8 +311,16 @@ def _build(settings: Settings, explicit: trace.TracerProvider | None) -> Analyti
             processor = OwnSpansOnly(processor)
         provider.add_span_processor(processor)
         processors.append(processor)
+    hooked: tuple[str, ...] = ()
+    if settings.capture_llm_calls:
+        from . import capture
+
+        capture.add_first(provider, capture.JoinForeignGenAISpans())
+        hooked = () if capture.installed() else capture.instrument()  # installed by the agent: left to it
     _runtime.install(Runtime.build(settings, provider))
-    return AnalyticsHandle(settings, provider, processors, owns_provider=owns, exporters=exporters)
+    handle = AnalyticsHandle(settings, provider, processors, owns_provider=owns, exporters=exporters)
+    handle._hooked = hooked
+    return handle
 
 
 def _resource(settings: Settings) -> Resource:

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -30,6 +31,8 @@ from .pricing import cost_of
 from .redaction import clean_metadata
 from .runtime import Runtime, pinned_ids
 from .usage import Usage, read_response
+
+_current: ContextVar[Recording | None] = ContextVar("otel_analytics_recording", default=None)
 
 
 def metadata_json(metadata: Any) -> str:
@@ -235,6 +238,12 @@ def emit_interaction(
     return span.get_span_context()
 
 
+def current_recording() -> Recording | None:
+    """The interaction whose work is running (inside ``with oa.interaction(...)`` or a decorated
+    function), if any."""
+    return _current.get()
+
+
 class Recording:
     """The live handle of one interaction: ``with oa.interaction(...) as it`` gives one."""
 
@@ -248,6 +257,7 @@ class Recording:
         "_type",
         "_usage",
         "_usage_recorded",
+        "captured",
         "span",
     )
 
@@ -274,6 +284,8 @@ class Recording:
         self._usage_recorded = False
         self._content: dict[str, str] = {}
         self._ended = False
+        self.captured = False
+        """A provider call captured inside it has filled it (``capture``): the next one does not."""
         self._provider = provider or (runtime.prices.provider(model) if interaction_type == "chat" else None)
         span_attrs = start_attributes(
             runtime,
@@ -384,17 +396,40 @@ class Recording:
         """
         token = otel_context.attach(trace.set_span_in_context(self.span))
         session_token = current_session.set(self._session) if self._session is not None else None
+        recording_token = _current.set(self)
         try:
             yield
         finally:
+            _current.reset(recording_token)
             if session_token is not None:
                 current_session.reset(session_token)
             otel_context.detach(token)
 
+    @property
+    def interaction_type(self) -> str:
+        return self._type
+
+    @property
+    def model(self) -> str | None:
+        """The requested model."""
+        return self._model
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
     def finish(
-        self, exc: BaseException | None = None, *, outcome: str | None = None, end_time: int | None = None
+        self,
+        exc: BaseException | None = None,
+        *,
+        outcome: str | None = None,
+        end_time: int | None = None,
+        error_type: str | None = None,
     ) -> None:
-        """End the span once, with usage, cost and how the work ended (one attribute update)."""
+        """End the span once, with usage, cost and how the work ended (one attribute update).
+
+        ``error_type``: the work failed without an exception here (an HTTP error answer, say):
+        the ``error.type`` to record, and the span's status is an error."""
         if self._ended:
             return
         self._ended = True
@@ -413,6 +448,10 @@ class Recording:
                 exc=exc,
                 out=final,
             )
+            if error_type is not None:
+                final[attrs.ERROR_TYPE] = error_type
+                final[attrs.OUTCOME] = "failed"
+                status = Status(StatusCode.ERROR, error_type)
             span.set_attributes(final)
             if self._type == "chat":
                 note_app_chat(self._usage.response_id)

@@ -430,7 +430,7 @@ async def test_websocket_and_lifespan_pass_through(capture_analytics: CaptureAna
 async def test_analytics_errors_are_swallowed_and_logged_once(
     capture_analytics: CaptureAnalytics, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from otel_analytics.asgi import inspect
+    from otel_analytics import answers as inspect
 
     def broken(self: Any, chunk: bytes) -> None:
         raise ValueError("inspector bug")
@@ -451,7 +451,8 @@ async def test_analytics_errors_are_swallowed_and_logged_once(
 async def test_a_failing_inspector_never_holds_more_than_a_group_of_chunks(
     capture_analytics: CaptureAnalytics, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from otel_analytics.asgi import inspect, middleware
+    from otel_analytics import answers as inspect
+    from otel_analytics.asgi import middleware
 
     handed: list[int] = []
 

@@ -230,7 +230,7 @@ def _sse_stream() -> bytes:
 
 
 def _read(chunks: list[bytes]) -> Usage | None:
-    from otel_analytics.asgi.inspect import SseInspector
+    from otel_analytics.answers import SseInspector
 
     inspector = SseInspector(1 << 20)
     for chunk in chunks:
@@ -271,7 +271,7 @@ def test_keep_alive_comments_and_blank_lines_do_not_hide_the_finish_reason() -> 
 def test_a_stream_reads_the_same_when_its_batches_end_anywhere(monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
     # Chunks are searched in batches of BATCH bytes (32 KiB; these streams are shorter): with
     # small batches, every event and line boundary falls on a batch boundary somewhere.
-    from otel_analytics.asgi import inspect
+    from otel_analytics import answers as inspect
     from tests.chat_apps import ANTHROPIC_EVENTS
 
     for stream in (_sse_stream(), b"".join(ANTHROPIC_EVENTS), _sse_stream().replace(b"\n", b"\r\n")):
@@ -287,7 +287,7 @@ def test_a_stream_reads_the_same_when_its_batches_end_anywhere(monkeypatch: pyte
 
 
 def test_a_line_longer_than_the_cap_is_skipped_and_never_held(monkeypatch: pytest.MonkeyPatch) -> None:
-    from otel_analytics.asgi import inspect
+    from otel_analytics import answers as inspect
 
     monkeypatch.setattr(inspect, "BATCH", 256)
     stream = _sse_stream()
@@ -319,7 +319,7 @@ def test_an_anthropic_stream_reads_the_same_however_it_is_cut() -> None:
 def test_a_gzip_sse_stream_reads_the_same_however_it_is_cut() -> None:
     import gzip
 
-    from otel_analytics.asgi.inspect import inspector_for
+    from otel_analytics.answers import inspector_for
 
     stream = _sse_stream()
     packed = gzip.compress(stream)
@@ -342,8 +342,8 @@ def test_an_openai_stream_with_null_usage_in_every_chunk_is_decoded_twice(monkey
     # spacing). Those are not decoded: the stream costs the usage chunk and the finish reason's.
     import json
 
+    from otel_analytics import answers as inspect
     from otel_analytics import usage_json
-    from otel_analytics.asgi import inspect
 
     decoded: list[bytes] = []
 
@@ -411,7 +411,7 @@ def test_every_usage_object_between_nulls_is_read_however_the_stream_is_cut(
     # may be missed (nulls, a usage object, a null, another object, a null: the shapes read, mixed).
     import json
 
-    from otel_analytics.asgi import inspect
+    from otel_analytics import answers as inspect
 
     events = [
         {"type": "response.created", "response": {"object": "response", "status": "in_progress", "usage": None}},

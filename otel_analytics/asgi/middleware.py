@@ -44,6 +44,7 @@ from .. import runtime as _runtime
 from .._guard import report_internal_error, warn_once
 from .._json import top_level
 from .._text import clean
+from ..answers import Inspector, inspector_for
 from ..configuration import flush_before_exit
 from ..context import ANONYMOUS_USER, SessionRef, app_chats, current_session
 from ..finished_spans import NOT_SAMPLED, SAMPLED, add_link
@@ -51,7 +52,6 @@ from ..recording import emit_interaction, metadata_json
 from ..runtime import Runtime
 from ..sessions import end_session, start_session
 from ..usage import Usage
-from .inspect import Inspector, inspector_for
 from .rules import DEFAULT_RULES, RouteRule, match
 from .server_span import with_server_span
 

@@ -1,13 +1,16 @@
-"""Incremental, bounded reading of response bodies for model and usage.
+"""Incremental, bounded reading of answers (response bodies) for model and usage.
 
-The middleware forwards every chunk first and only then hands it here. Nothing here can change
-what the client receives, and every inspector stops looking (never failing) past its byte cap.
+The middleware and the provider-call capture forward every chunk first and only then hand it
+here. Nothing here can change what the client receives, and every inspector stops looking (never
+failing) past its byte cap.
 
 - JSON (``application/json``): the body is kept up to the cap and parsed once at the end.
 - SSE (``text/event-stream``): complete lines are scanned with a cheap byte pre-filter and only
   the events that can carry something we need (``"usage"``, the first ``"model"``, a finish
   reason) are decoded, so a 20-chunk stream costs one or two parses.
-- gzip/deflate bodies are decompressed within the same cap; other encodings are not inspected.
+- gzip/deflate bodies are decompressed within the same cap, and brotli (``br``) ones when the
+  ``brotli`` package is installed (as httpx itself needs it to read them); other encodings are
+  not inspected.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from .._json import loads
-from ..usage import Usage, read_response
-from ..usage_json import read_json
+from ._json import loads
+from .usage import Usage, read_response
+from .usage_json import read_json
 
 DEFAULT_CAP = 1 << 20
 BATCH = 32 * 1024
@@ -235,26 +238,30 @@ def _last_data_line(data: bytes, end: int) -> bytes | None:
 
 
 class Decompressing:
-    """gzip/deflate in front of another inspector, within the same output cap."""
+    """gzip/deflate (or brotli) in front of another inspector, within the same output cap."""
 
-    __slots__ = ("_inner", "_left", "_zlib")
+    __slots__ = ("_brotli", "_inner", "_left", "_zlib")
 
-    def __init__(self, inner: JsonInspector | SseInspector, cap: int) -> None:
+    def __init__(self, inner: JsonInspector | SseInspector, cap: int, brotli: Any = None) -> None:
         self._inner = inner
-        self._zlib: Any = zlib.decompressobj(wbits=47)  # gzip or zlib, detected from the header
+        self._brotli = brotli  # a brotli.Decompressor, for br
+        self._zlib: Any = None if brotli is not None else zlib.decompressobj(wbits=47)  # gzip or zlib
         self._left = cap
 
     def feed(self, chunk: bytes) -> None:
-        if self._zlib is None:
-            return
         try:
-            out = self._zlib.decompress(chunk, self._left + 1)
-        except zlib.error:
-            self._zlib = None
+            if self._brotli is not None:
+                out = self._brotli.process(chunk, output_buffer_limit=self._left + 1)
+            elif self._zlib is not None:
+                out = self._zlib.decompress(chunk, self._left + 1)
+            else:
+                return
+        except Exception:  # zlib.error, brotli.error: not what it says it is; stop looking
+            self._zlib = self._brotli = None
             return
         self._left -= len(out)
         if self._left < 0:
-            self._zlib = None  # past the cap: stop looking
+            self._zlib = self._brotli = None  # past the cap: stop looking
             return
         if out:
             self._inner.feed(out)
@@ -263,6 +270,14 @@ class Decompressing:
 
     def result(self) -> tuple[Usage | None, Any]:
         return self._inner.result()
+
+
+def _brotli_decompressor() -> Any:
+    try:
+        import brotli
+    except ImportError:
+        return None
+    return brotli.Decompressor()
 
 
 Inspector = JsonInspector | SseInspector | Decompressing
@@ -304,4 +319,7 @@ def inspector_for(
         return inner
     if encoding in (b"gzip", b"deflate", b"x-gzip"):
         return Decompressing(inner, cap)
+    if encoding == b"br":
+        decompressor = _brotli_decompressor()
+        return Decompressing(inner, cap, decompressor) if decompressor is not None else None
     return None
