@@ -7,8 +7,12 @@ STAMP  := $(VENV)/.installed-stamp
 # with dependencies of its own, so it lives in a virtual environment of its own.
 PHOENIX_VENV  ?= .venv-phoenix
 PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-stamp
+# Older releases of the openai and anthropic SDKs, which send through httpx (the current ones use
+# httpx2): the capture of provider calls is tested with both, and they cannot share a venv.
+LEGACY_VENV   ?= .venv-legacy-sdks
+LEGACY_STAMP  := $(LEGACY_VENV)/.installed-stamp
 
-.PHONY: test lint demo bench install phoenix clean
+.PHONY: test lint demo bench install phoenix legacy-sdks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +26,15 @@ $(PHOENIX_STAMP):
 	$(PHOENIX_VENV)/bin/python -m pip install --quiet 'arize-phoenix==20.26.1'
 	touch $(PHOENIX_STAMP)
 
+$(LEGACY_STAMP): pyproject.toml
+	python3 -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LEGACY_VENV)/bin/python -m pip install --quiet -e '.[server]' 'openai==2.54.0' 'anthropic==0.125.0' 'pytest>=8.3'
+	touch $(LEGACY_STAMP)
+
 install: $(STAMP)
+
+legacy-sdks: $(LEGACY_STAMP)
 
 phoenix: $(PHOENIX_STAMP)
 
@@ -31,8 +43,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint $(PHOENIX_STAMP)
-	PHOENIX=$(PHOENIX_VENV)/bin/phoenix $(BIN)/pytest
+test: lint $(PHOENIX_STAMP) $(LEGACY_STAMP)
+	PHOENIX=$(PHOENIX_VENV)/bin/phoenix LEGACY_SDKS_PYTHON=$(LEGACY_VENV)/bin/python $(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
@@ -41,4 +53,4 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 clean:
-	rm -rf $(VENV) $(PHOENIX_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PHOENIX_VENV) $(LEGACY_VENV) .mypy_cache .ruff_cache .pytest_cache
