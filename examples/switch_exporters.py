@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
-from demo import free_port, wait_ready
+from demo import free_port, wait_ready  # type: ignore[import-not-found]  # run as a script, beside it
 
 HERE = Path(__file__).resolve().parent
 

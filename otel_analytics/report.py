@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .pricing import format_usd
+from .pricing import format_usd, infer_provider
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
@@ -53,6 +53,16 @@ def session_path(session_id: str) -> str:
     return "/v1/sessions/" + quote(session_id, safe="").replace(".", "%2E")
 
 
+def provider_of(interaction: dict[str, Any]) -> str:
+    """The provider a chat interaction went to: its metadata's (the local tracker keeps it), else
+    what its model's name implies."""
+    metadata = interaction.get("metadata")
+    provider = metadata.get("provider") if isinstance(metadata, dict) else None
+    return (
+        provider if isinstance(provider, str) and provider else infer_provider(interaction["model_name"]) or "unknown"
+    )
+
+
 def _tokens(interactions: Sequence[dict[str, Any]]) -> tuple[int, int]:
     return (
         sum(i.get("prompt_tokens") or 0 for i in interactions),
@@ -65,6 +75,7 @@ def sessions_report(reader: TrackerReader, *, user_id: str | None = None, limit:
     sessions = reader.get("/v1/sessions", user_id=user_id, limit=limit, sort="start_time_asc")
     rows: list[list[Any]] = []
     models: dict[str, list[int]] = {}
+    providers: dict[str, list[int]] = {}
     for session in sessions["data"]:
         interactions = reader.get(f"{session_path(session['id'])}/interactions")["interactions"]
         tokens_in, tokens_out = _tokens(interactions)
@@ -84,11 +95,12 @@ def sessions_report(reader: TrackerReader, *, user_id: str | None = None, limit:
         for item in interactions:
             if item["type"] != "chat":
                 continue
-            entry = models.setdefault(item["model_name"], [0, 0, 0, 0])
-            entry[0] += 1
-            entry[1] += item.get("prompt_tokens") or 0
-            entry[2] += item.get("completion_tokens") or 0
-            entry[3] += item["total_cost"]["micro_cents"]
+            for key, totals in ((item["model_name"], models), (provider_of(item), providers)):
+                entry = totals.setdefault(key, [0, 0, 0, 0])
+                entry[0] += 1
+                entry[1] += item.get("prompt_tokens") or 0
+                entry[2] += item.get("completion_tokens") or 0
+                entry[3] += item["total_cost"]["micro_cents"]
     users = reader.get("/v1/stats/by-user", limit=limit)["users"]
     out = [
         f"{summary['total_sessions']} sessions, {summary['total_interactions']} interactions, "
@@ -106,6 +118,13 @@ def sessions_report(reader: TrackerReader, *, user_id: str | None = None, limit:
         table(
             ["model", "calls", "tokens in", "tokens out", "cost"],
             [[m, *v[:3], format_usd(v[3])] for m, v in sorted(models.items(), key=lambda kv: -kv[1][3])],
+            right=(1, 2, 3, 4),
+        ),
+        "",
+        "By provider",
+        table(
+            ["provider", "calls", "tokens in", "tokens out", "cost"],
+            [[p, *v[:3], format_usd(v[3])] for p, v in sorted(providers.items(), key=lambda kv: -kv[1][3])],
             right=(1, 2, 3, 4),
         ),
         "",

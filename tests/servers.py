@@ -12,7 +12,8 @@ import uvicorn
 class ServerThread:
     def __init__(self, app: Any, **config: Any) -> None:
         config.setdefault("log_level", "warning")
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", **config))
+        config.setdefault("lifespan", "off")
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **config))
         self._thread = threading.Thread(target=self.server.run, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 10

@@ -13,15 +13,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from examples.fake_llm import create_app as create_fake_provider
 from tests.fake_tracker import FakeTracker
 from tests.helpers import clean_environ
+from tests.servers import ServerThread
 from tests.test_outages import SilentServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_app(port: int, tracker_url: str, flush_timeout: float) -> subprocess.Popen[bytes]:
+def start_app(port: int, tracker_url: str, flush_timeout: float, provider_url: str) -> subprocess.Popen[bytes]:
     env = clean_environ(
+        OPENAI_BASE_URL=f"{provider_url}/v1",
+        OPENAI_API_KEY="sk-test",
         ANALYTICS_EXPORTERS="tracker",
         ANALYTICS_TRACKER_URL=tracker_url,
         ANALYTICS_FLUSH_TIMEOUT_S=str(flush_timeout),
@@ -65,8 +69,9 @@ def free_port() -> int:
 @pytest.mark.parametrize("tracker_kind", ["healthy", "hung"])
 def test_sigterm_under_load_flushes_within_the_timeout(tracker_kind: str) -> None:
     tracker = FakeTracker() if tracker_kind == "healthy" else SilentServer()
+    provider = ServerThread(create_fake_provider())
     port = free_port()
-    app = start_app(port, tracker.url, flush_timeout=2.0)
+    app = start_app(port, tracker.url, flush_timeout=2.0, provider_url=provider.url)
     stop, answered = threading.Event(), list[int]()
     clients = [threading.Thread(target=traffic, args=(f"http://127.0.0.1:{port}", stop, answered)) for _ in range(3)]
     try:
@@ -84,6 +89,7 @@ def test_sigterm_under_load_flushes_within_the_timeout(tracker_kind: str) -> Non
         if app.poll() is None:
             app.kill()
         tracker.close()
+        provider.close()
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after a clean shutdown
     assert answered and all(status == 200 for status in answered)
     # uvicorn's own graceful shutdown, then at most the 2 s flush timeout (plus process exit).

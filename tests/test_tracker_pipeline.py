@@ -306,6 +306,10 @@ def test_make_demo_runs_the_main_job() -> None:
         timeout=120,
     )
     assert demo.returncode == 0, demo.stderr
-    assert "2 sessions, 10 interactions, 2 users" in demo.stdout
-    assert "17 SSE events (streamed)" in demo.stdout
-    assert "gpt-4o-2024-08-06" in demo.stdout
+    # alice: 3 messages (3 db + 3 captured calls) and a relayed answer; bob: 2 messages and one.
+    assert "2 sessions, 12 interactions, 2 users" in demo.stdout
+    assert "events (streamed)" in demo.stdout
+    report = demo.stdout.split("$ otel-analytics report", 1)[1]
+    for model in ("gpt-4o-2024-08-06", "claude-3-5-haiku-20241022", "gpt-4o-mini"):
+        assert model in report  # tokens and cost from the captured calls, per model
+    assert "By provider" in report and "anthropic" in report and "openai" in report
