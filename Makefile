@@ -11,6 +11,10 @@ PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-stamp
 # httpx2): the capture of provider calls is tested with both, and they cannot share a venv.
 LEGACY_VENV   ?= .venv-legacy-sdks
 LEGACY_STAMP  := $(LEGACY_VENV)/.installed-stamp
+# The benchmarks, with the peers they measure beside ours (not in the test venv: an instrumentor
+# installed there would join every opentelemetry-instrument test).
+BENCH_VENV    ?= .venv-bench
+BENCH_STAMP   := $(BENCH_VENV)/.installed-stamp
 
 .PHONY: test lint demo bench install phoenix legacy-sdks clean
 
@@ -32,6 +36,12 @@ $(LEGACY_STAMP): pyproject.toml
 	$(LEGACY_VENV)/bin/python -m pip install --quiet -e '.[server]' 'openai==2.54.0' 'anthropic==0.125.0' 'pytest>=8.3'
 	touch $(LEGACY_STAMP)
 
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[all,test,bench]'
+	touch $(BENCH_STAMP)
+
 install: $(STAMP)
 
 legacy-sdks: $(LEGACY_STAMP)
@@ -46,11 +56,11 @@ lint: $(STAMP)
 test: lint $(PHOENIX_STAMP) $(LEGACY_STAMP)
 	PHOENIX=$(PHOENIX_VENV)/bin/phoenix LEGACY_SDKS_PYTHON=$(LEGACY_VENV)/bin/python $(BIN)/pytest
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m bench.run_all
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 clean:
-	rm -rf $(VENV) $(PHOENIX_VENV) $(LEGACY_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PHOENIX_VENV) $(LEGACY_VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -5,7 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench_middleware", "bench_instructions", "bench_exporter", "bench_loss", "bench_ingest", "bench_memory"]
+BENCHMARKS = [
+    "bench_middleware",
+    "bench_instructions",
+    "bench_capture",
+    "bench_exporter",
+    "bench_loss",
+    "bench_ingest",
+    "bench_memory",
+]
 
 
 def main() -> int:

@@ -311,6 +311,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--chunk-delay", type=float, default=0.01, help="seconds between streamed chunks")
+    parser.add_argument("--first-chunk-delay", type=float, default=0.0, help="seconds before a stream's first")
     args = parser.parse_args()
-    app = create_app(Behaviour(chunk_delay_s=args.chunk_delay))
+    app = create_app(Behaviour(chunk_delay_s=args.chunk_delay, first_chunk_delay_s=args.first_chunk_delay))
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from contextvars import ContextVar
 from typing import Any
 
@@ -32,6 +32,7 @@ from .redaction import clean_metadata
 from .runtime import Runtime, pinned_ids
 from .usage import Usage, read_response
 
+_TEXT = (str, bytes)  # a tuple made once: ``str | bytes`` builds a union on every call
 _current: ContextVar[Recording | None] = ContextVar("otel_analytics_recording", default=None)
 
 
@@ -92,11 +93,19 @@ def end_attributes(
     outcome: str,
     exc: BaseException | None,
     out: dict[str, AttributeValue],
+    error_type: str | None = None,
 ) -> Status | None:
-    """Add what is known when an interaction ends to ``out``; returns the span status to set."""
+    """Add what is known when an interaction ends to ``out``; returns the span status to set.
+
+    ``error_type``: the work failed without an exception (an HTTP error answer, say): the
+    ``error.type`` to record; the outcome is then ``failed``."""
     out[attrs.OUTCOME] = outcome
     status = None
-    if exc is not None and outcome == "failed":
+    if error_type is not None:
+        out[attrs.OUTCOME] = "failed"
+        out[attrs.ERROR_TYPE] = error_type
+        status = Status(StatusCode.ERROR, error_type)
+    elif exc is not None and outcome == "failed":
         out[attrs.ERROR_TYPE] = type(exc).__qualname__
         status = Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"[:256])
     elif outcome == "cancelled":
@@ -190,6 +199,8 @@ def emit_interaction(
     pinned: SpanContext | None,
     parent: otel_context.Context | None = None,
     plain: bool = False,
+    operation: str | None = None,
+    error_type: str | None = None,
 ) -> SpanContext:
     """Record a finished interaction as one span, built with all its attributes at once.
 
@@ -207,14 +218,22 @@ def emit_interaction(
         session,
         model=model,
         provider=provider,
-        operation=None,
+        operation=operation,
         metadata=metadata,
         extra=extra,
     )
     status = end_attributes(
-        runtime, interaction_type, usage, model=model, provider=provider, outcome=outcome, exc=exc, out=span_attrs
+        runtime,
+        interaction_type,
+        usage,
+        model=model,
+        provider=provider,
+        outcome=outcome,
+        exc=exc,
+        out=span_attrs,
+        error_type=error_type,
     )
-    name = span_name(interaction_type, None, model, None)
+    name = span_name(interaction_type, operation, model, None)
     kind = span_kind(interaction_type)
     finished = runtime.finished
     if status is None and finished is not None:
@@ -236,6 +255,28 @@ def emit_interaction(
         span.set_status(status)
     span.end(end_time=end_ns)
     return span.get_span_context()
+
+
+class _Activation:
+    """What :meth:`Recording.activated` returns."""
+
+    __slots__ = ("_recording", "_recording_token", "_session_token", "_token")
+
+    def __init__(self, recording: Recording) -> None:
+        self._recording = recording
+
+    def __enter__(self) -> None:
+        recording = self._recording
+        self._token = otel_context.attach(trace.set_span_in_context(recording.span))
+        session = recording._session
+        self._session_token = current_session.set(session) if session is not None else None
+        self._recording_token = _current.set(recording)
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._recording_token)
+        if self._session_token is not None:
+            current_session.reset(self._session_token)
+        otel_context.detach(self._token)
 
 
 def current_recording() -> Recording | None:
@@ -383,27 +424,18 @@ class Recording:
 
     def observe(self, item: Any) -> None:
         """Look at a value the work produced (a response or a stream chunk) for usage."""
-        if not self._usage_recorded and not isinstance(item, str | bytes):
+        if not self._usage_recorded and not isinstance(item, _TEXT):
             self.record_response(item)
 
     # --- ending --------------------------------------------------------------------------------
-    @contextmanager
-    def activated(self) -> Iterator[None]:
+    def activated(self) -> _Activation:
         """Make this interaction's span (and session) current, and restore both on exit.
 
         Attach and detach happen in the same frame, so no context token ever crosses a ``yield``
-        into another request's context.
+        into another request's context. A class, not ``@contextmanager``: a decorated stream
+        enters it once a chunk.
         """
-        token = otel_context.attach(trace.set_span_in_context(self.span))
-        session_token = current_session.set(self._session) if self._session is not None else None
-        recording_token = _current.set(self)
-        try:
-            yield
-        finally:
-            _current.reset(recording_token)
-            if session_token is not None:
-                current_session.reset(session_token)
-            otel_context.detach(token)
+        return _Activation(self)
 
     @property
     def interaction_type(self) -> str:
@@ -447,11 +479,8 @@ class Recording:
                 outcome=outcome or _outcome_of(exc),
                 exc=exc,
                 out=final,
+                error_type=error_type,
             )
-            if error_type is not None:
-                final[attrs.ERROR_TYPE] = error_type
-                final[attrs.OUTCOME] = "failed"
-                status = Status(StatusCode.ERROR, error_type)
             span.set_attributes(final)
             if self._type == "chat":
                 note_app_chat(self._usage.response_id)

@@ -25,6 +25,8 @@ Each call is counted once, whatever else records it:
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -32,7 +34,9 @@ from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.trace import Link, SpanContext
 from opentelemetry.util.types import AttributeValue
 
 from .. import attributes as attrs
@@ -40,8 +44,9 @@ from .._guard import report_internal_error, warn_once
 from .._json import top_level
 from .._text import clean
 from ..answers import Inspector, inspector_for
-from ..context import resolve_session
-from ..recording import Recording, current_recording
+from ..context import SessionRef, claim_request_link, note_app_chat, resolve_session
+from ..finished_spans import NOT_SAMPLED, SAMPLED
+from ..recording import Recording, current_recording, emit_interaction, link_back
 from ..runtime import INSTRUMENTATION_SCOPE, Runtime
 from ..usage import Usage
 from .endpoints import Endpoint
@@ -50,46 +55,128 @@ _REQUEST_KEYS = ("model", "stream", "messages", "input", "system")
 _TERMINAL = ("stop", "end_turn", "completed", "length", "max_tokens", "tool_calls", "tool_use")
 
 
+class _Current:
+    """``span`` current inside the block (as ``trace.use_span``, without its generator)."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+
+    def __enter__(self) -> None:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+
+    def __exit__(self, *exc: object) -> None:
+        otel_context.detach(self._token)
+
+
 class CapturedCall:
-    """One provider call being recorded, from its request to the end of its answer."""
+    """One provider call being recorded, from its request to the end of its answer.
+
+    Its own interaction is built once, finished, when the answer ends (as the middleware builds
+    its own: all it records is known then), with a span id fixed at the start: while the request
+    is sent, a stand-in with that id is the current span, so an HTTP client instrumentation's
+    span nests under it. A call that fills an enclosing ``oa.interaction("chat")``, or one outside
+    any session, goes through that live interaction (:class:`~otel_analytics.recording.Recording`).
+    """
 
     __slots__ = (
+        "_attributes",
         "_cap",
+        "_context",
         "_first_chunk_ns",
         "_inspector",
+        "_links",
+        "_live",
+        "_model",
+        "_operation",
         "_own",
-        "_recording",
+        "_parent",
+        "_provider",
         "_runtime",
+        "_session",
         "_start_ns",
-        "_status",
+        "_start_wall_ns",
         "_stream",
         "_unread",
     )
 
-    def __init__(self, runtime: Runtime, recording: Recording, own: bool, stream: bool, cap: int) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        stream: bool,
+        cap: int,
+        live: Recording | None = None,
+        own: bool = True,
+        session: SessionRef | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        operation: str = "chat",
+        attributes: dict[str, AttributeValue] | None = None,
+        current: trace.Span | None = None,
+    ) -> None:
         self._runtime = runtime
-        self._recording = recording
-        self._own = own
         self._stream = stream
         self._cap = cap
+        self._live = live
+        self._own = own
+        self._session = session
+        self._model = model
+        self._provider = provider
+        self._operation = operation
+        self._attributes = attributes if attributes is not None else {}
         self._start_ns = time.monotonic_ns()
+        self._start_wall_ns = time.time_ns()
         self._first_chunk_ns = 0
-        self._status = 0
         self._inspector: Inspector | None = None
         self._unread: list[bytes] = []
+        self._parent: otel_context.Context | None = None
+        self._links: tuple[Link, ...] = ()
+        self._context: SpanContext | None = None
+        if live is None and session is not None:
+            self._place(session, current if current is not None else trace.get_current_span())
 
-    def sending(self) -> AbstractContextManager[None]:
+    def _place(self, session: SessionRef, current: trace.Span) -> None:
+        """Where the interaction goes, and its span id, fixed now (``current``, the span current
+        now, decides): under it when it is in the session's trace, else under the session's root
+        (``_parent`` left ``None``), linked both ways with it."""
+        runtime = self._runtime
+        context = current.get_span_context()
+        claimed = claim_request_link(session)  # inside a middleware chat request: the id it links to
+        if context.is_valid and context.trace_id == session.trace_id:
+            self._parent = otel_context.get_current()
+            flags = context.trace_flags
+        else:
+            flags = SAMPLED if runtime.session_sampled(session.trace_id) else NOT_SAMPLED
+            if context.is_valid:
+                self._links = (Link(context),)
+        self._context = claimed or SpanContext(session.trace_id, runtime.new_span_id(), False, flags)
+        if self._links:
+            link_back(session, self._context, claimed)
+
+    @property
+    def span_id(self) -> int:
+        if self._context is not None:
+            return self._context.span_id
+        assert self._live is not None
+        return self._live.span.get_span_context().span_id
+
+    def sending(self) -> AbstractContextManager[object]:
         """Around the send: the call's own span is current (an HTTP client instrumentation's span
         nests under it); a call that fills an enclosing interaction changes nothing."""
-        return self._recording.activated() if self._own else nullcontext()
+        if self._context is not None:
+            return _Current(trace.NonRecordingSpan(self._context))
+        if self._live is not None and self._own:
+            return self._live.activated()
+        return nullcontext()
 
     # --- the answer --------------------------------------------------------------------------------
     def answered(self, status: int, headers: Mapping[str, str], content: bytes | None) -> bool:
         """The answer's head arrived (with its body, when the client read it already). ``True``:
         its body is still to come, through :meth:`chunk` and :meth:`ended`."""
-        self._status = status
         if status >= 400:
-            self.failed(None, error_type=str(status))
+            self._finish("failed", None, error_type=str(status))
             return False
         kind = (headers.get("content-type") or "").encode("latin-1", "replace")
         if content is not None:  # read by the client, and decoded: no encoding left
@@ -103,51 +190,91 @@ class CapturedCall:
         self._inspector = inspector_for(kind, encoding, self._cap)
         return True
 
-    def chunk(self, data: bytes) -> None:
-        """A chunk the caller has received already (forwarded first, read second)."""
-        if not self._first_chunk_ns:
-            self._first_chunk_ns = time.monotonic_ns()
-        if self._inspector is not None:
-            self._unread.append(data)
-            if len(self._unread) >= 32:
-                self._read_unread()
+    def first_chunk(self) -> None:
+        """The answer's first chunk arrived (now)."""
+        self._first_chunk_ns = time.monotonic_ns()
+
+    @property
+    def unread(self) -> list[bytes] | None:
+        """Where the stream's chunks go once the caller has them (``None``: nothing reads them):
+        the stream appends to it itself (a C call a chunk), and every 32 calls :meth:`read`."""
+        return self._unread if self._inspector is not None else None
+
+    def read(self) -> None:
+        """Hand the chunks received so far to the inspector."""
+        if len(self._unread) >= 32:
+            self._read_unread()
 
     def _read_unread(self) -> None:
-        unread, self._unread = self._unread, []
+        unread = self._unread  # the stream holds this very list: emptied, never replaced
         if self._inspector is not None and unread:
             try:
                 self._inspector.feed_many(unread)
             except Exception as error:
                 self._inspector = None
                 report_internal_error("capture.read", error)
+        unread.clear()
 
     def ended(self, how: str) -> None:
         """The answer's body ended (``completed``), or the caller closed it early (``closed``)."""
-        recording = self._recording
-        if recording.ended and self._own:
-            return
         usage = self._usage()
         if how == "closed" and usage is not None and _complete(usage):
             how = "completed"  # closed after the last event: the answer was whole
-        if usage is not None:
-            recording.add_usage(usage)
         if self._stream and self._first_chunk_ns:
             seconds = (self._first_chunk_ns - self._start_ns) / 1e9
-            recording.set_attribute(attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, seconds)
-        if usage is not None:
-            _remember(recording, usage)
-        if self._own:
-            recording.finish(outcome=how)
+            self._attributes[attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = seconds
+        self._finish(how, None, usage=usage)
 
-    def failed(self, exc: BaseException | None, *, error_type: str | None = None) -> None:
-        """The call failed: an HTTP error answer (``error_type``, its status), a transport error or
-        a cancellation (``exc``). No tokens are counted for it."""
-        recording = self._recording
-        recording.set_attribute(attrs.STATUS, "failed")
-        if self._own:
-            recording.finish(exc, error_type=error_type)
-        elif error_type is not None:  # the enclosing interaction goes on; say what this call did
-            recording.set_attribute(attrs.ERROR_TYPE, error_type)
+    def failed(self, exc: BaseException) -> None:
+        """The call failed: a transport error, a cancellation. No tokens are counted for it."""
+        self._finish("cancelled" if isinstance(exc, asyncio.CancelledError) else "failed", exc)
+
+    def _finish(
+        self, outcome: str, exc: BaseException | None, *, usage: Usage | None = None, error_type: str | None = None
+    ) -> None:
+        if outcome == "failed":
+            self._attributes[attrs.STATUS] = "failed"
+        live = self._live
+        if live is not None:
+            if live.ended:
+                return
+            if usage is not None:
+                live.add_usage(usage)
+            for key, value in self._attributes.items():
+                live.set_attribute(key, value)
+            if self._own:
+                live.finish(exc, outcome=outcome, error_type=error_type)
+            elif error_type is not None:  # the enclosing interaction goes on: say what this call did
+                live.set_attribute(attrs.ERROR_TYPE, error_type)
+        else:
+            session, context = self._session, self._context
+            assert session is not None
+            assert context is not None
+            found = usage if usage is not None else Usage()
+            emit_interaction(
+                self._runtime,
+                "chat",
+                session,
+                model=self._model,
+                provider=self._provider,
+                metadata=None,
+                extra=self._attributes,
+                usage=found,
+                outcome=outcome,
+                exc=exc,
+                start_ns=self._start_wall_ns,
+                end_ns=time.time_ns(),
+                links=self._links,
+                pinned=context,
+                parent=self._parent,
+                # The values: cleaned names, a host, a port, flags, seconds, a JSON string.
+                plain=True,
+                operation=self._operation,
+                error_type=error_type,
+            )
+            note_app_chat(found.response_id)
+        if usage is not None and usage.reported:
+            _remember(self.span_id, self._model, usage)
 
     def _usage(self) -> Usage | None:
         inspector = self._inspector
@@ -175,6 +302,7 @@ def begin(
     settings = runtime.settings
     cap = settings.inspect_bytes
     model, stream, messages = _request(content, cap, settings.capture_content)
+    current = trace.get_current_span()
     enclosing = current_recording()
     if (
         enclosing is not None
@@ -183,8 +311,9 @@ def begin(
         and not enclosing.ended
     ):
         enclosing.captured = True  # this call fills it; a next one inside it is one of its own
-        _mark_foreign(enclosing)
-        return CapturedCall(runtime, enclosing, False, stream, cap)
+        call = CapturedCall(runtime, stream=stream, cap=cap, live=enclosing, own=False)
+        _mark_foreign(current, call.span_id)
+        return call
     session = resolve_session(None, None)
     if session is None and settings.capture_without_session == "ignore":
         warn_once(
@@ -198,19 +327,36 @@ def begin(
         extra[attrs.SERVER_PORT] = port
     if stream:
         extra[attrs.GEN_AI_REQUEST_STREAM] = True
-    recording = Recording(
-        runtime,
-        "chat",
-        session=session,
-        model=model,
-        provider=endpoint.provider,
-        operation=endpoint.operation,
-        attributes=extra,
-    )
-    if messages is not None:
-        recording.record_content(input_messages=messages)
-    _mark_foreign(recording)
-    return CapturedCall(runtime, recording, True, stream, cap)
+    provider = endpoint.provider or runtime.prices.provider(model)  # the host's, else the model's
+    if session is None:  # no session: a live span under whatever is current, as any other
+        live = Recording(
+            runtime,
+            "chat",
+            session=None,
+            model=model,
+            provider=provider,
+            operation=endpoint.operation,
+            attributes=extra,
+        )
+        if messages is not None:
+            live.record_content(input_messages=messages)
+        call = CapturedCall(runtime, stream=stream, cap=cap, live=live)
+    else:
+        if messages is not None and settings.capture_content:
+            extra[attrs.GEN_AI_INPUT_MESSAGES] = json.dumps(messages, default=str)
+        call = CapturedCall(
+            runtime,
+            stream=stream,
+            cap=cap,
+            session=session,
+            model=model,
+            provider=provider,
+            operation=endpoint.operation,
+            attributes=extra,
+            current=current,
+        )
+    _mark_foreign(current, call.span_id)
+    return call
 
 
 def _request(content: bytes | None, cap: int, with_content: bool) -> tuple[str | None, bool, Any]:
@@ -227,18 +373,17 @@ def _request(content: bytes | None, cap: int, with_content: bool) -> tuple[str |
     return model, values[1] is True, messages
 
 
-def _mark_foreign(recording: Recording) -> None:
+def _mark_foreign(current: trace.Span, span_id: int) -> None:
     """Under another instrumentation's GenAI span (an SDK's own): name the span that counts the
     call on it, for the join processor to move its usage counts at its end."""
-    current = trace.get_current_span()
-    if current is recording.span or not current.is_recording():
+    if not current.is_recording():
         return
     scope = getattr(current, "instrumentation_scope", None)
     if scope is not None and getattr(scope, "name", None) == INSTRUMENTATION_SCOPE:
         return
     found = getattr(current, "attributes", None) or {}
     if attrs.GEN_AI_OPERATION_NAME in found or attrs.GEN_AI_PROVIDER_NAME in found:
-        current.set_attribute(attrs.COUNTED_IN, format(recording.span.get_span_context().span_id, "016x"))
+        current.set_attribute(attrs.COUNTED_IN, format(span_id, "016x"))
 
 
 # --- track_interaction of a captured call -------------------------------------------------------------
@@ -249,15 +394,13 @@ _recent: ContextVar[deque[tuple[int, str | None, frozenset[str], int | None, int
 )
 
 
-def _remember(recording: Recording, usage: Usage) -> None:
+def _remember(span_id: int, model: str | None, usage: Usage) -> None:
     recent = _recent.get()
     if recent is None:
         recent = deque(maxlen=16)
         _recent.set(recent)
-    models = frozenset(name for name in (recording.model, usage.response_model) if name)
-    recent.append(
-        (recording.span.get_span_context().span_id, usage.response_id, models, usage.input_tokens, usage.output_tokens)
-    )
+    models = frozenset(name for name in (model, usage.response_model) if name)
+    recent.append((span_id, usage.response_id, models, usage.input_tokens, usage.output_tokens))
 
 
 def claim_captured(

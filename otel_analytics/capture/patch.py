@@ -96,10 +96,7 @@ def _begin(request: Any) -> CapturedCall | None:
 
 def _answered(call: CapturedCall, response: Any, wrap: Callable[[Any, CapturedCall], Any]) -> None:
     try:
-        try:
-            content = response.content  # read already (send(stream=False)): decoded
-        except Exception:
-            content = None
+        content = getattr(response, "_content", None)  # read already (send(stream=False)): decoded
         if call.answered(response.status_code, response.headers, content):
             response.stream = wrap(response.stream, call)
     except Exception as error:
@@ -126,8 +123,9 @@ class _Observing:
         if not self._done:
             self._done = True
             pending, self._pending = self._pending, None
-            if pending is not None:
-                _guarded(functools.partial(self._call.chunk, pending))
+            unread = self._call.unread
+            if pending is not None and unread is not None:
+                unread.append(pending)  # handed on, never asked past: read all the same
             _guarded(functools.partial(self._call.ended, how))
 
     def _fail(self, exc: BaseException) -> None:
@@ -144,12 +142,20 @@ def _sync_send(library: Any, original: Any) -> Any:
 
         def __iter__(self) -> Iterator[bytes]:
             call = self._call
+            unread = call.unread
+            first = True
             try:
                 for chunk in self._inner:
+                    if first:
+                        first = False
+                        call.first_chunk()
                     self._pending = chunk
-                    yield chunk
+                    yield chunk  # handed on first, unchanged
                     self._pending = None
-                    call.chunk(chunk)
+                    if unread is not None:
+                        unread.append(chunk)
+                        if len(unread) >= 32:
+                            call.read()
             except GeneratorExit:
                 self._end("closed")
                 raise
@@ -189,12 +195,20 @@ def _async_send(library: Any, original: Any) -> Any:
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             call = self._call
+            unread = call.unread
+            first = True
             try:
                 async for chunk in self._inner:
+                    if first:
+                        first = False
+                        call.first_chunk()
                     self._pending = chunk
-                    yield chunk
+                    yield chunk  # handed on first, unchanged
                     self._pending = None
-                    call.chunk(chunk)
+                    if unread is not None:
+                        unread.append(chunk)
+                        if len(unread) >= 32:
+                            call.read()
             except GeneratorExit:
                 self._end("closed")
                 raise
