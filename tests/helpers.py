@@ -43,3 +43,18 @@ def in_threads(work: Callable[[], None], count: int) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released): no test relies on a fixed one."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def nothing_listening() -> str:
+    """A loopback URL where every connection is refused."""
+    return f"http://127.0.0.1:{free_port()}"

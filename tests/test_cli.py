@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from otel_analytics.cli import main
+from tests.helpers import nothing_listening
 
 
 def test_ids_prints_the_documented_example(capsys: pytest.CaptureFixture[str]) -> None:
@@ -19,5 +20,5 @@ def test_price(capsys: pytest.CaptureFixture[str], clean_env: pytest.MonkeyPatch
 
 
 def test_health_exit_code(capsys: pytest.CaptureFixture[str], clean_env: pytest.MonkeyPatch) -> None:
-    assert main(["health", "--url", "http://127.0.0.1:9", "--timeout", "0.5"]) == 1
+    assert main(["health", "--url", nothing_listening(), "--timeout", "0.5"]) == 1
     assert "unhealthy" in capsys.readouterr().out

@@ -19,7 +19,7 @@ from otel_analytics.errors import ConfigurationError
 from otel_analytics.exporters.tracker import TrackerSpanExporter
 from otel_analytics.testing import CaptureAnalytics
 from tests.fake_tracker import FakeTracker, Fault
-from tests.helpers import in_threads
+from tests.helpers import in_threads, nothing_listening
 
 
 @pytest.fixture
@@ -232,7 +232,7 @@ def test_a_bad_item_in_a_batch_does_not_lose_the_good_ones(spans: CaptureAnalyti
 
 def test_tracker_down_drops_within_the_budget_and_counts(spans: CaptureAnalytics) -> None:
     oa.track_api_call(session_id="s", user_id="u")
-    tracker = exporter("http://127.0.0.1:9", retry_budget_s=1.0)  # nothing listens on port 9
+    tracker = exporter(nothing_listening(), retry_budget_s=1.0)
     started = time.monotonic()
     assert tracker.export(finished(spans)) is SpanExportResult.FAILURE
     assert time.monotonic() - started < 3
