@@ -126,8 +126,7 @@ def create_app() -> FastAPI:
         CONVERSATIONS.pop(conversation_id, None)
         return {"ok": True}
 
-    oa.configure(service_name="chat-app")
-    oa.instrument_app(app)  # the one line
+    oa.instrument_app(app)  # the one line: configured from the environment on first use
     return app
 
 

@@ -92,6 +92,7 @@ def main() -> int:
             env.update(
                 ANALYTICS_EXPORTERS="tracker",
                 ANALYTICS_TRACKER_URL=tracker_url,
+                OTEL_SERVICE_NAME="chat-app",
                 OTEL_BSP_SCHEDULE_DELAY="200",
                 OPENAI_BASE_URL=f"{provider_url}/v1",
                 OPENAI_API_KEY="sk-demo-not-a-real-key",

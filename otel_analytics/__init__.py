@@ -17,7 +17,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from .asgi import AnalyticsMiddleware, RouteRule, instrument_app
     from .client import health_check, track_api_call, track_db_operation, track_interaction
-    from .configuration import AnalyticsHandle, configure
+    from .configuration import AnalyticsHandle, configure, handle
     from .errors import AnalyticsError, ConfigurationError
     from .ids import session_root_span_id, session_trace_id
     from .interactions import interaction
@@ -33,6 +33,7 @@ _EXPORTS = {
     "ConfigurationError": "errors",
     "Recording": "recording",
     "configure": "configuration",
+    "handle": "configuration",
     "end_session": "sessions",
     "health_check": "client",
     "interaction": "interactions",
@@ -55,6 +56,7 @@ __all__ = [
     "__version__",
     "configure",
     "end_session",
+    "handle",
     "health_check",
     "instrument_app",
     "interaction",

@@ -1,11 +1,11 @@
-"""The ``otel-analytics`` command."""
+"""The otel-analytics command: the local tracker, reports, ids and prices."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 
@@ -84,26 +84,53 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import TrackerReader, session_report, sessions_report
+    from .report import TrackerReader, collect, render, session_report
 
     url = args.url or os.environ.get("ANALYTICS_TRACKER_URL") or DEFAULT_TRACKER_URL
     reader = TrackerReader(url, args.token or os.environ.get("ANALYTICS_TRACKER_TOKEN"))
     try:
         if args.session:
-            print(session_report(reader, args.session))
+            text = session_report(reader, args.session, args.format)
         else:
-            print(sessions_report(reader, user_id=args.user, limit=args.limit))
+            report = collect(
+                reader, user_id=args.user, model=args.model, since=args.since, until=args.until, limit=args.limit
+            )
+            text = render(report, args.format)
     except httpx.HTTPError as exc:
         print(f"cannot read the tracker at {url}: {exc}", file=sys.stderr)
         return 1
     finally:
         reader.close()
+    print(text)
     return 0
+
+
+def _when(name: str) -> Callable[[str], str]:
+    """A ``--since``/``--until`` value: a date (``2026-11-29``) or an ISO-8601 time with its zone."""
+
+    def parse(raw: str) -> str:
+        from datetime import UTC, datetime
+
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} {raw!r}: not a date (2026-11-29) or an ISO-8601 time") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)  # a date, or a time without a zone: UTC
+        return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except BrokenPipeError:
+        # The reader went away (`otel-analytics report | head`): nothing more to say, no traceback.
+        # Python would complain again flushing stdout at exit: point it at nothing first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return result
 
 
@@ -144,12 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(run=_serve)
-    report = commands.add_parser("report", help="sessions, tokens and cost from a tracker")
+    report = commands.add_parser(
+        "report",
+        help="sessions, tokens and cost from a tracker",
+        description="Sessions, tokens and cost per session, model, provider and user, read from a tracker.",
+    )
     report.add_argument("--url", default=None, help="tracker base URL (default: ANALYTICS_TRACKER_URL)")
-    report.add_argument("--token", default=None)
+    report.add_argument("--token", default=None, help="bearer token (default: ANALYTICS_TRACKER_TOKEN)")
+    report.add_argument("--format", choices=["table", "csv", "json"], default="table", help="default: table")
     report.add_argument("--session", default=None, help="one session's interactions")
     report.add_argument("--user", default=None, help="only this user's sessions")
-    report.add_argument("--limit", type=int, default=50)
+    report.add_argument("--model", default=None, help="only this model's interactions")
+    report.add_argument(
+        "--since", type=_when("--since"), default=None, help="sessions started at or after (date or ISO time)"
+    )
+    report.add_argument(
+        "--until", type=_when("--until"), default=None, help="sessions started before (date or ISO time)"
+    )
+    report.add_argument("--limit", type=int, default=50, help="at most this many sessions (default: 50)")
     report.set_defaults(run=_report)
     return parser
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -344,9 +344,6 @@ class Settings:
             )
         validate_otel_environment(env)
         return cls(**values)
-
-    def differs_from(self, other: Settings) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 
 def validate_otel_environment(env: Mapping[str, str]) -> None:

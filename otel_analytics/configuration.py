@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import runtime as _runtime
 from ._fork import rebuild_in_forked_child
+from ._guard import warn_once
 from .config import EXPORTER_NAMES, Settings
 from .errors import ConfigurationError
 from .exporters import build_exporter, build_processor
@@ -142,6 +143,7 @@ class AnalyticsHandle:
         self._owns_provider = owns_provider
         self._shut_down = False
         self._hooked: tuple[str, ...] = ()  # the HTTP libraries whose send this handle hooked
+        self._automatic = False  # made by the middleware from the environment: gives way to configure()
 
     @property
     def exporters(self) -> tuple[str, ...]:
@@ -190,6 +192,22 @@ class AnalyticsHandle:
         stopped = _bounded(stop, timeout_s, "shutdown")
         self.report_undelivered("at shutdown")
         return stopped
+
+    def _retire(self) -> None:
+        """Give way to a new configuration: flush and stop this handle's exporters (bounded) and
+        unhook the capture; the provider and the runtime are the new handle's to set."""
+        self._shut_down = True
+        if self._hooked:
+            from . import capture
+
+            capture.uninstall()
+            self._hooked = ()
+
+        def stop() -> None:
+            for processor in self._processors:
+                processor.shutdown()
+
+        _bounded(stop, self.settings.flush_timeout_s, "shutdown")
 
     def report_undelivered(self, when: str) -> bool:
         """Log, with numbers and why, what the exporters could not deliver; ``True`` if anything."""
@@ -262,18 +280,63 @@ def configure(*, tracer_provider: trace.TracerProvider | None = None, **override
     ``pricing_file``, ``routes``, ...), each also read from its environment variable.
     ``tracer_provider`` joins that provider instead of the global one. Raises
     ``ConfigurationError`` naming the variable for any bad value.
+
+    A second call returns the first call's handle and changes nothing (a warning names the values
+    it ignored; none with no arguments). A configuration the middleware made on its own, from the
+    environment, gives way to an explicit call with keywords.
     """
+    return _configure(tracer_provider, overrides, automatic=False)
+
+
+def handle() -> AnalyticsHandle:
+    """The live handle (to flush, shut down, read its stats), configuring from the environment
+    first if nothing is configured yet, as ``configure()`` with no arguments would."""
+    active = _active
+    return active if active is not None else _configure(None, {}, automatic=False)
+
+
+def ensure_configured() -> None:
+    """Configure from the environment if nothing is: what the middleware does on first use, so
+    that the one line (``instrument_app``) is enough. A bad setting is logged (once) and analytics
+    is then off, rather than an error raised into a request."""
+    if _active is not None:
+        return
+    try:
+        _configure(None, {}, automatic=True)
+    except ConfigurationError as exc:
+        warn_once("configure:auto", "otel-analytics is disabled: %s", exc)
+        with _lock:
+            if _active is None:
+                _runtime.install(Runtime.build(Settings(enabled=False), trace.NoOpTracerProvider()))
+
+
+def _configure(
+    tracer_provider: trace.TracerProvider | None, overrides: dict[str, Any], *, automatic: bool
+) -> AnalyticsHandle:
     global _active, _standby
     with _lock:
         settings = Settings.load(overrides)
         if _standby is None:
             _standby = _Standby()
-        if _active is not None:
-            changed = settings.differs_from(_active.settings)
-            if changed:
-                _logger.warning("otel-analytics is already configured; ignoring new values of %s.", changed)
-            return _active
-        handle = _build(settings, tracer_provider)
+        active = _active
+        if active is not None:
+            explicit = bool(overrides) or tracer_provider is not None
+            if not active._automatic or not explicit:
+                if not automatic:
+                    active._automatic = False  # confirmed by the app: it no longer gives way
+                    # The keywords given whose values differ: what this call asked for in vain.
+                    changed = [name for name in overrides if getattr(settings, name) != getattr(active.settings, name)]
+                    if changed:
+                        _logger.warning("otel-analytics is already configured; ignoring new values of %s.", changed)
+                return active
+            # The middleware's configuration from the environment gives way to the app's own.
+            _active = None
+            reused = active.tracer_provider if active._owns_provider else None
+            active._retire()
+        else:
+            reused = None
+        handle = _build(settings, tracer_provider, reused)
+        handle._automatic = automatic
         _active = handle
     atexit.register(handle._at_exit)
     if settings.enabled:
@@ -282,12 +345,16 @@ def configure(*, tracer_provider: trace.TracerProvider | None = None, **override
     return handle
 
 
-def _build(settings: Settings, explicit: trace.TracerProvider | None) -> AnalyticsHandle:
+def _build(
+    settings: Settings, explicit: trace.TracerProvider | None, reused: trace.TracerProvider | None = None
+) -> AnalyticsHandle:
+    """``reused``: the provider a configuration that gave way built (installed globally: it is
+    this one's to own now)."""
     if not settings.enabled:
         _runtime.install(Runtime.build(settings, trace.NoOpTracerProvider()))
         return AnalyticsHandle(settings, None, (), owns_provider=False)
-    provider = explicit if explicit is not None else trace.get_tracer_provider()
-    owns = False
+    provider = explicit if explicit is not None else (reused or trace.get_tracer_provider())
+    owns = isinstance(reused, SdkTracerProvider) and explicit is None
     if not isinstance(provider, SdkTracerProvider):
         if explicit is not None:
             raise ConfigurationError("configure(tracer_provider=...) needs an OpenTelemetry SDK TracerProvider.")

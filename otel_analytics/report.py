@@ -1,18 +1,26 @@
-"""``otel-analytics report``: sessions, tokens and cost per session, user and model, as tables.
+"""``otel-analytics report``: sessions, tokens and cost per session, model, provider and user.
 
-It reads a tracker's read API over HTTP, so it works against the local tracker and any tracker
-that serves the same routes.
+It reads a tracker's read API over HTTP, so it works against the local tracker and any tracker that
+serves the same routes. Three formats of the same figures: ``table`` (for a person), ``csv`` and
+``json`` (for a spreadsheet or a script); filters by start time, user and model. Money is shown to
+the micro-cent (1 mc = $0.00001), so a cost under a cent is never ``$0.0000``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from .pricing import format_usd, infer_provider
+from .pricing import infer_provider
+
+FORMATS = ("table", "csv", "json")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
@@ -26,6 +34,19 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def money(mc: int) -> str:
+    """Dollars to the micro-cent: ``$0.00042`` (42 mc), ``$3.00000``; exact, never rounded to 0."""
+    sign = "-" if mc < 0 else ""
+    dollars, rest = divmod(abs(mc), 100_000)
+    return f"{sign}${dollars}.{rest:05d}"
+
+
+def session_path(session_id: str) -> str:
+    """The read API's path of a session: the id percent-encoded whole, ``/`` and ``.`` too (a
+    client would drop a path segment of ``.`` or ``..``), as the tracker reads it."""
+    return "/v1/sessions/" + quote(session_id, safe="").replace(".", "%2E")
 
 
 class TrackerReader:
@@ -43,14 +64,26 @@ class TrackerReader:
             raise SystemExit(f"tracker answered {response.status_code} for {path}: {message[:300]}")
         return response.json()
 
+    def sessions(self, *, user_id: str | None, since: str | None, until: str | None, limit: int) -> Iterator[Any]:
+        """Sessions oldest first, page by page, at most ``limit``."""
+        offset = 0
+        while offset < limit:
+            page = self.get(
+                "/v1/sessions",
+                user_id=user_id,
+                start_time_min=since,
+                start_time_max=until,
+                sort="start_time_asc",
+                limit=min(100, limit - offset),
+                offset=offset,
+            )
+            yield from page["data"]
+            offset += len(page["data"])
+            if not page["pagination"]["has_more"] or not page["data"]:
+                return
+
     def close(self) -> None:
         self._client.close()
-
-
-def session_path(session_id: str) -> str:
-    """The read API's path of a session: the id percent-encoded whole, ``/`` and ``.`` too (a
-    client would drop a path segment of ``.`` or ``..``), as the tracker reads it."""
-    return "/v1/sessions/" + quote(session_id, safe="").replace(".", "%2E")
 
 
 def provider_of(interaction: dict[str, Any]) -> str:
@@ -58,91 +91,219 @@ def provider_of(interaction: dict[str, Any]) -> str:
     what its model's name implies."""
     metadata = interaction.get("metadata")
     provider = metadata.get("provider") if isinstance(metadata, dict) else None
-    return (
-        provider if isinstance(provider, str) and provider else infer_provider(interaction["model_name"]) or "unknown"
-    )
+    if isinstance(provider, str) and provider:
+        return provider
+    return infer_provider(interaction["model_name"]) or "unknown"
 
 
-def _tokens(interactions: Sequence[dict[str, Any]]) -> tuple[int, int]:
-    return (
-        sum(i.get("prompt_tokens") or 0 for i in interactions),
-        sum(i.get("completion_tokens") or 0 for i in interactions),
-    )
+@dataclass
+class _Totals:
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    mc: int = 0
+
+    def add(self, interaction: dict[str, Any]) -> None:
+        self.calls += 1
+        self.tokens_in += interaction.get("prompt_tokens") or 0
+        self.tokens_out += interaction.get("completion_tokens") or 0
+        self.mc += interaction["total_cost"]["micro_cents"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost": {"micro_cents": self.mc, "usd": money(self.mc)},
+        }
 
 
-def sessions_report(reader: TrackerReader, *, user_id: str | None = None, limit: int = 50) -> str:
-    summary = reader.get("/v1/stats/summary", user_id=user_id)
-    sessions = reader.get("/v1/sessions", user_id=user_id, limit=limit, sort="start_time_asc")
-    rows: list[list[Any]] = []
-    models: dict[str, list[int]] = {}
-    providers: dict[str, list[int]] = {}
-    for session in sessions["data"]:
+@dataclass
+class Report:
+    """The figures every format shows."""
+
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    models: dict[str, _Totals] = field(default_factory=dict)
+    providers: dict[str, _Totals] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def total_mc(self) -> int:
+        return sum(int(s["cost"]["micro_cents"]) for s in self.sessions)
+
+
+def collect(
+    reader: TrackerReader,
+    *,
+    user_id: str | None = None,
+    model: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = 50,
+) -> Report:
+    """The report of the sessions that started in [``since``, ``until``) (ISO times or dates), of
+    ``user_id``, counting only ``model``'s interactions when it is given."""
+    report = Report()
+    for session in reader.sessions(user_id=user_id, since=since, until=until, limit=limit):
         interactions = reader.get(f"{session_path(session['id'])}/interactions")["interactions"]
-        tokens_in, tokens_out = _tokens(interactions)
-        minutes = session["duration_minutes"]
-        rows.append(
-            [
-                session["id"],
-                session["user_id"],
-                session["start_time"][:19].replace("T", " "),
-                "open" if minutes is None else f"{minutes:.1f} min",
-                session["total_interactions"],
-                tokens_in,
-                tokens_out,
-                session["total_cost"]["display"],
-            ]
-        )
-        for item in interactions:
-            if item["type"] != "chat":
+        if model is not None:
+            interactions = [i for i in interactions if i["model_name"] == model]
+            if not interactions:
                 continue
-            for key, totals in ((item["model_name"], models), (provider_of(item), providers)):
-                entry = totals.setdefault(key, [0, 0, 0, 0])
-                entry[0] += 1
-                entry[1] += item.get("prompt_tokens") or 0
-                entry[2] += item.get("completion_tokens") or 0
-                entry[3] += item["total_cost"]["micro_cents"]
-    users = reader.get("/v1/stats/by-user", limit=limit)["users"]
-    out = [
-        f"{summary['total_sessions']} sessions, {summary['total_interactions']} interactions, "
-        f"{summary['unique_users']} users, total cost {summary['total_cost']['display']} "
-        f"(avg {summary['avg_cost_per_session']['display']} per session)",
-        "",
-        "Sessions",
-        table(
-            ["session", "user", "started (UTC)", "duration", "interactions", "tokens in", "tokens out", "cost"],
-            rows,
-            right=(4, 5, 6, 7),
-        ),
-        "",
-        "By model",
-        table(
-            ["model", "calls", "tokens in", "tokens out", "cost"],
-            [[m, *v[:3], format_usd(v[3])] for m, v in sorted(models.items(), key=lambda kv: -kv[1][3])],
-            right=(1, 2, 3, 4),
-        ),
-        "",
-        "By provider",
-        table(
-            ["provider", "calls", "tokens in", "tokens out", "cost"],
-            [[p, *v[:3], format_usd(v[3])] for p, v in sorted(providers.items(), key=lambda kv: -kv[1][3])],
-            right=(1, 2, 3, 4),
-        ),
-        "",
-        "By user",
-        table(
-            ["user", "sessions", "interactions", "cost"],
-            [[u["user_id"], u["sessions_count"], u["interactions_count"], u["total_cost"]["display"]] for u in users],
-            right=(1, 2, 3),
-        ),
+        totals = _Totals()
+        for item in interactions:
+            totals.add(item)
+            if item["type"] == "chat":
+                report.models.setdefault(item["model_name"], _Totals()).add(item)
+                report.providers.setdefault(provider_of(item), _Totals()).add(item)
+        last = max((i["timestamp"] for i in interactions), default=session["start_time"])
+        user = report.users.setdefault(
+            session["user_id"], {"user_id": session["user_id"], "sessions": 0, "interactions": 0, "mc": 0}
+        )
+        user["sessions"] += 1
+        user["interactions"] += len(interactions)
+        user["mc"] += totals.mc
+        report.sessions.append(
+            {
+                "id": session["id"],
+                "user_id": session["user_id"],
+                "start_time": session["start_time"],
+                "end_time": session["end_time"],
+                "status": "ended" if session["end_time"] else "active",
+                "last_activity": last,
+                "duration_minutes": session["duration_minutes"],
+                "interactions": len(interactions),
+                "tokens_in": totals.tokens_in,
+                "tokens_out": totals.tokens_out,
+                "cost": {"micro_cents": totals.mc, "usd": money(totals.mc)},
+            }
+        )
+    return report
+
+
+def _when(stamp: str | None) -> str:
+    return "" if not stamp else stamp[:19].replace("T", " ")
+
+
+def as_table(report: Report) -> str:
+    sessions = report.sessions
+    users = len({s["user_id"] for s in sessions})
+    count = sum(s["interactions"] for s in sessions)
+    average = report.total_mc // len(sessions) if sessions else 0
+    rows = [
+        [
+            s["id"],
+            s["user_id"],
+            _when(s["start_time"]),
+            f"{s['duration_minutes']:.1f} min"
+            if s["status"] == "ended"
+            else f"active, last {_when(s['last_activity'])}",
+            s["interactions"],
+            s["tokens_in"],
+            s["tokens_out"],
+            s["cost"]["usd"],
+        ]
+        for s in sessions
     ]
-    if sessions["pagination"]["has_more"]:
-        out.insert(1, f"(showing {len(rows)} of {sessions['pagination']['total']} sessions)")
-    return "\n".join(out)
+
+    def by(name: str, totals: dict[str, _Totals]) -> str:
+        ordered = sorted(totals.items(), key=lambda kv: -kv[1].mc)
+        return table(
+            [name, "calls", "tokens in", "tokens out", "cost"],
+            [[key, t.calls, t.tokens_in, t.tokens_out, money(t.mc)] for key, t in ordered],
+            right=(1, 2, 3, 4),
+        )
+
+    user_rows = [
+        [u["user_id"], u["sessions"], u["interactions"], money(u["mc"])]
+        for u in sorted(report.users.values(), key=lambda u: -u["mc"])
+    ]
+    return "\n".join(
+        [
+            f"{len(sessions)} sessions, {count} interactions, {users} users, total cost {money(report.total_mc)} "
+            f"(avg {money(average)} per session)",
+            "",
+            "Sessions",
+            table(
+                ["session", "user", "started (UTC)", "duration", "interactions", "tokens in", "tokens out", "cost"],
+                rows,
+                right=(4, 5, 6, 7),
+            ),
+            "",
+            "By model",
+            by("model", report.models),
+            "",
+            "By provider",
+            by("provider", report.providers),
+            "",
+            "By user",
+            table(["user", "sessions", "interactions", "cost"], user_rows, right=(1, 2, 3)),
+        ]
+    )
 
 
-def session_report(reader: TrackerReader, session_id: str) -> str:
+_SESSION_COLUMNS = (
+    "id",
+    "user_id",
+    "start_time",
+    "end_time",
+    "status",
+    "last_activity",
+    "interactions",
+    "tokens_in",
+    "tokens_out",
+    "cost_micro_cents",
+    "cost_usd",
+)
+
+
+def as_csv(report: Report) -> str:
+    """One row a session, its cost in micro-cents (exact) and dollars."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(_SESSION_COLUMNS)
+    for s in report.sessions:
+        writer.writerow([*(s[c] for c in _SESSION_COLUMNS[:9]), s["cost"]["micro_cents"], s["cost"]["usd"]])
+    return out.getvalue().rstrip("\n")
+
+
+def as_json(report: Report) -> str:
+    return json.dumps(
+        {
+            "total": {
+                "sessions": len(report.sessions),
+                "cost": {"micro_cents": report.total_mc, "usd": money(report.total_mc)},
+            },
+            "sessions": report.sessions,
+            "models": {name: t.as_dict() for name, t in report.models.items()},
+            "providers": {name: t.as_dict() for name, t in report.providers.items()},
+            "users": [
+                {**{k: v for k, v in u.items() if k != "mc"}, "cost": {"micro_cents": u["mc"], "usd": money(u["mc"])}}
+                for u in report.users.values()
+            ],
+        },
+        indent=2,
+    )
+
+
+def render(report: Report, output: str) -> str:
+    return {"table": as_table, "csv": as_csv, "json": as_json}[output](report)
+
+
+def session_report(reader: TrackerReader, session_id: str, output: str = "table") -> str:
+    """One session's interactions."""
     session = reader.get(session_path(session_id))
     interactions = reader.get(f"{session_path(session_id)}/interactions")["interactions"]
+    if output == "json":
+        return json.dumps({"session": session, "interactions": interactions}, indent=2)
+    if output == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        columns = ["timestamp", "type", "model_name", "prompt_tokens", "completion_tokens", "duration_ms", "status"]
+        writer.writerow([*columns, "cost_micro_cents"])
+        for item in interactions:
+            writer.writerow([*(item.get(c) for c in columns), item["total_cost"]["micro_cents"]])
+        return out.getvalue().rstrip("\n")
     rows = []
     for item in interactions:
         detail = item["model_name"] or ""
@@ -160,12 +321,14 @@ def session_report(reader: TrackerReader, session_id: str) -> str:
                 item["completion_tokens"],
                 "" if duration is None else f"{duration:.0f}",
                 item["status"],
-                item["total_cost"]["display"],
+                money(item["total_cost"]["micro_cents"]),
             ]
         )
+    total = sum(item["total_cost"]["micro_cents"] for item in interactions)
+    state = "ended" if session["end_time"] else "active"
     header = (
-        f"Session {session['id']} (user {session['user_id']}, trace {session['trace_id']}): "
-        f"{session['total_interactions']} interactions, {session['total_cost']['display']}"
+        f"Session {session['id']} (user {session['user_id']}, {state}, trace {session['trace_id']}): "
+        f"{len(interactions)} interactions, {money(total)}"
     )
     return "\n".join(
         [

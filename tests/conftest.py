@@ -98,3 +98,16 @@ class LocalTracker:
 
         with contextlib.closing(sqlite3.connect(self.db_path)) as db, db:  # "with db" commits; closing() closes
             return db.execute(sql, params).fetchall()
+
+
+@pytest.fixture(autouse=True)
+def _no_configuration_left_behind() -> Iterator[None]:
+    """A test that configures otel-analytics (itself, or through the middleware's configuration
+    on first use) shuts it down: one left active would be the next test's."""
+    from otel_analytics import configuration
+
+    yield
+    left = configuration._active
+    if left is not None:
+        left.shutdown(timeout=2)
+        raise AssertionError("this test left otel-analytics configured (shut the handle down)")

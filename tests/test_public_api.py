@@ -32,6 +32,7 @@ def test_all_is_the_documented_surface() -> None:
         "Recording",
         "RouteRule",
         "__version__",
+        "handle",
         "session_root_span_id",
         "session_trace_id",
     }

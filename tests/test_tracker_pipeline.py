@@ -278,7 +278,7 @@ def test_report_and_health_commands(local_tracker: LocalTracker) -> None:
         [*cli, "report", "--url", local_tracker.url], capture_output=True, text=True, env=clean_environ(), timeout=60
     )
     assert report.returncode == 0, report.stderr
-    assert "1 sessions, 6 interactions, 1 users, total cost $0.0005" in report.stdout
+    assert "1 sessions, 6 interactions, 1 users, total cost $0.00047" in report.stdout  # to the micro-cent
     assert "conv-e2e" in report.stdout
     assert "gpt-4o-mini" in report.stdout
     detail = subprocess.run(

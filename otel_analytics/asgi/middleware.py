@@ -40,18 +40,20 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanContext
 
 from .. import attributes as attrs
+from .. import configuration as _configuration
 from .. import runtime as _runtime
 from .._guard import report_internal_error, warn_once
 from .._json import top_level
 from .._text import clean
 from ..answers import Inspector, inspector_for
-from ..configuration import flush_before_exit
+from ..configuration import ensure_configured, flush_before_exit
 from ..context import ANONYMOUS_USER, SessionRef, app_chats, current_session
 from ..finished_spans import NOT_SAMPLED, SAMPLED, add_link
 from ..recording import emit_interaction, metadata_json
 from ..runtime import Runtime
 from ..sessions import end_session, start_session
 from ..usage import Usage
+from .diagnostics import Diagnostics
 from .rules import DEFAULT_RULES, RouteRule, match
 from .server_span import with_server_span
 
@@ -75,6 +77,8 @@ _QUERY_KEYS = {"conversationId", "conversation_id", "session_id"}
 # instrumented twice, a sub-app instrumented and mounted in an instrumented app) passes it
 # through, so its interaction, tokens and cost are counted once.
 _RECORDED = "otel_analytics.recorded"
+_CHATS = frozenset({"chat", "auto"})  # kinds whose requests the app's own chats may count
+_READ_ANSWER = frozenset({"chat", "session_start", "auto"})
 
 
 _OS_RANDOM = random.SystemRandom()  # not the random module: an app's random.seed() would repeat ids
@@ -151,6 +155,7 @@ class AnalyticsMiddleware:
         self._matches: dict[tuple[str, str], tuple[RouteRule, Mapping[str, str]] | None] = {}
         self._matched_rules: tuple[RouteRule, ...] = ()
         self._headers_read: tuple[object, bytes, bytes] = (None, b"", b"")
+        self.diagnostics = Diagnostics()
 
     def match(self, rules: tuple[RouteRule, ...], method: str, path: str) -> tuple[RouteRule, Mapping[str, str]] | None:
         """The rule a request falls under, remembered per route (bounded: paths can carry ids)."""
@@ -181,12 +186,15 @@ class AnalyticsMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _RECORDED in scope:
             if scope["type"] == "lifespan":  # forwarded unchanged; the server's stop flushes first
-                await self.app(scope, receive, _flushing_before_shutdown(send))
+                await self.app(scope, receive, _lifespan_send(send))
                 return
             await self.app(scope, receive, send)  # websocket, recorded outside: untouched
             return
+        if _configuration._active is None:
+            ensure_configured()  # the one line is enough: configured from the environment
         runtime = _runtime.current()
         if not runtime.settings.enabled:
+            self.diagnostics.disabled()
             await self.app(scope, receive, send)
             return
         # The span current on arrival, read once: the server span the exchange links to, if any
@@ -235,6 +243,7 @@ class AnalyticsMiddleware:
     def _exchange(self, runtime: Runtime, scope: Scope, server: trace.Span) -> _Exchange | None:
         """The state of a request that a rule marks for analytics; ``None``: pass it through.
         ``server``: the span current when the request reached us (its HTTP server span, if any)."""
+        self.diagnostics.request()
         rules = self._rules if self._rules is not None else (runtime.settings.routes or DEFAULT_RULES)
         method, path = scope.get("method", "GET"), scope.get("path", "/")
         found = self.match(rules, method, path)
@@ -265,14 +274,21 @@ class AnalyticsMiddleware:
 _SHUTDOWN_OVER = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
 
 
-def _flushing_before_shutdown(send: Send) -> Send:
-    """The lifespan ``send``: before the app's word that its shutdown is over reaches the server,
-    analytics is flushed (bounded by the flush timeout, on a worker thread: the loop keeps
-    running). A server stopped by SIGTERM exits right after; uvicorn re-raises the signal, so
-    ``atexit`` never runs. The message itself is forwarded unchanged."""
+def _lifespan_send(send: Send) -> Send:
+    """The lifespan ``send``, its messages forwarded unchanged. Once the app's startup is over,
+    analytics is configured from the environment if the app did not configure it (the one line is
+    enough). Before the app's word that its shutdown is over reaches the server, analytics is
+    flushed (bounded by the flush timeout, on a worker thread: the loop keeps running): a server
+    stopped by SIGTERM exits right after, and uvicorn re-raises the signal, so ``atexit`` never runs."""
 
     async def lifespan_send(message: Message) -> None:
-        if type(message) is dict and message.get("type") in _SHUTDOWN_OVER:
+        kind = message.get("type") if type(message) is dict else None
+        if kind == "lifespan.startup.complete":
+            try:
+                ensure_configured()
+            except Exception as error:
+                report_internal_error("asgi.lifespan", error)
+        elif kind in _SHUTDOWN_OVER:
             try:
                 import anyio.to_thread  # asyncio or trio, whichever the server runs
 
@@ -416,7 +432,7 @@ class _Exchange:
         except Exception as error:
             report_internal_error("asgi.start", error)
         token = current_session.set(self._session) if self._session is not None else None
-        chats_token = app_chats.set(self) if token is not None and self._rule.kind == "chat" else None
+        chats_token = app_chats.set(self) if token is not None and self._rule.kind in _CHATS else None
         try:
             await self._middleware.app(self._scope, self._replay_receive, self._forward_send)
         except BaseException as exc:
@@ -490,9 +506,13 @@ class _Exchange:
         self._user_id = user or _user_of(scope) or self._header_user or ANONYMOUS_USER
         self._session_id = self._session_from_request(self._header_session)
         kind = self._rule.kind
+        if kind != "auto" or self._session_id is not None:
+            self._middleware.diagnostics.conversation()
         if kind in ("session_start", "session_end"):
             return
         if self._session_id is None:
+            if kind == "auto":
+                return  # no session named: not a conversation's request
             self._session_id = _fallback_session_id()
         self._session = SessionRef.of(self._session_id, self._user_id)
         self._start_ns = time.time_ns()
@@ -501,7 +521,12 @@ class _Exchange:
         self._metadata = self._middleware.metadata_for(scope)
         server = self._server
         outer = server.get_span_context()
-        if outer.is_valid:
+        if kind == "auto":
+            # Recorded only if the answer shows usage (no captured call of its own): the request's
+            # span is linked from the interaction when there is one, not in advance.
+            if outer.is_valid and outer.trace_id != self._session.trace_id:
+                self._links = (Link(outer),)
+        elif outer.is_valid:
             self._link_request_span(server, outer)
         else:
             self._linked = False  # an app instrumented inside us makes its server span later
@@ -609,7 +634,7 @@ class _Exchange:
                     content_type = value
                 elif name == b"content-encoding":
                     content_encoding = value
-            if self._rule.kind in ("chat", "session_start"):
+            if self._rule.kind in _READ_ANSWER and (self._session is not None or self._rule.kind != "auto"):
                 self._inspector = inspector_for(
                     content_type,
                     content_encoding,
@@ -664,8 +689,16 @@ class _Exchange:
                 end_session(self._session_id, self._user_id)
             return
         session = self._session
+        if kind == "chat" and session is not None:
+            answered_usage = self._app_chat_count > 0 or (usage is not None and usage.reported)
+            self._middleware.diagnostics.chat_answered(f"{self._rule.method} {self._rule.path}", answered_usage)
         if session is None or self._recorded_by_app(usage):
             return
+        if kind == "auto":
+            if usage is None or not usage.reported:
+                return  # a conversation's request that used no model, or one captured already
+            kind = "chat"
+            self._provider = self._runtime.prices.provider(usage.response_model or self._request_model)
         box = self._pinned
         try:
             pinned = box.pop() if box else None  # unless the app's chat took it

@@ -5,6 +5,11 @@ A rule is a method, a path pattern and a kind. Patterns are literal paths whose 
 A ``{session_id}`` or ``{conversation_id}`` placeholder gives the session id. The first rule that
 matches wins; no rule, no analytics (the request passes straight through).
 
+The kind ``auto`` (the last default rule, ``* /*=auto``, for any app) makes a request a chat
+interaction of its session only if it names one (in its JSON body, query or ``X-Session-Id``
+header) and its answer shows usage; provider calls it makes (captured at the HTTP client) join
+the session either way. A request that names no session passes through.
+
 Rules come from code (``AnalyticsMiddleware(app, rules=[...])``) or from ``ANALYTICS_ROUTES``::
 
     ANALYTICS_ROUTES="POST /v1/chat/completions=chat; POST /threads=session_start;
@@ -19,7 +24,7 @@ from dataclasses import dataclass, field
 from ..attributes import INTERACTION_TYPES
 from ..errors import ConfigurationError
 
-KINDS = (*INTERACTION_TYPES, "session_start", "session_end", "ignore")
+KINDS = (*INTERACTION_TYPES, "session_start", "session_end", "auto", "ignore")
 _SESSION_PARAMS = ("session_id", "conversation_id", "conversationId")
 
 
@@ -82,6 +87,8 @@ DEFAULT_RULES: tuple[RouteRule, ...] = (
     RouteRule("POST", "/api/convos", "session_start"),
     RouteRule("DELETE", "/api/conversations/{conversation_id}", "session_end"),
     RouteRule("DELETE", "/api/convos/{conversation_id}", "session_end"),
+    # Any app: a request that names its session is one of the conversation's (see ``auto``).
+    RouteRule("*", "/*", "auto"),
 )
 
 
