@@ -16,7 +16,11 @@ LEGACY_STAMP  := $(LEGACY_VENV)/.installed-stamp
 BENCH_VENV    ?= .venv-bench
 BENCH_STAMP   := $(BENCH_VENV)/.installed-stamp
 
-.PHONY: test lint demo bench install phoenix legacy-sdks clean
+# The browser the dashboard's tests drive (Playwright launches it by its path): Debian's package,
+# installed when missing and when this runs as root, as CI does (a browser download cannot work).
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+
+.PHONY: test lint demo dashboard bench install phoenix legacy-sdks chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,14 +57,26 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint $(PHOENIX_STAMP) $(LEGACY_STAMP)
-	PHOENIX=$(PHOENIX_VENV)/bin/phoenix LEGACY_SDKS_PYTHON=$(LEGACY_VENV)/bin/python $(BIN)/pytest
+chromium:
+	@if [ -z "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
+	  else \
+	    echo "the dashboard's browser tests need Chromium: sudo apt-get install chromium" >&2; exit 1; \
+	  fi; \
+	fi
+
+test: lint $(PHOENIX_STAMP) $(LEGACY_STAMP) chromium
+	PHOENIX=$(PHOENIX_VENV)/bin/phoenix LEGACY_SDKS_PYTHON=$(LEGACY_VENV)/bin/python REQUIRE_BROWSER=1 $(BIN)/pytest
 
 bench: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m bench.run_all
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+dashboard: $(STAMP)
+	$(BIN)/python examples/demo.py --keep-serving
 
 clean:
 	rm -rf $(VENV) $(PHOENIX_VENV) $(LEGACY_VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache

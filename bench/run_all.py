@@ -13,6 +13,7 @@ BENCHMARKS = [
     "bench_loss",
     "bench_ingest",
     "bench_memory",
+    "bench_dashboard",
 ]
 
 

@@ -6,11 +6,15 @@ Starts the local tracker on a free loopback port with a fresh database, a fake L
 instrumented with one line, exporting to the tracker by environment only). It sends the backend
 real HTTP traffic (conversations with JSON and streamed replies, from both providers), stops it
 with SIGTERM (the middleware flushes on the server's shutdown), prints the report (per session,
-model and provider) and stops the rest. Exits non-zero if any step failed.
+model and provider) and the dashboard's address, and stops the rest (``--keep-serving``, which
+``make dashboard`` passes: the tracker and its dashboard stay up until Ctrl-C). Exits non-zero if
+any step failed.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import socket
 import subprocess
@@ -76,11 +80,17 @@ def traffic(app_url: str) -> None:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="otel-analytics end to end, on the local tracker")
+    parser.add_argument("--keep-serving", action="store_true", help="keep the tracker and its dashboard up")
+    args = parser.parse_args()
     cli = [sys.executable, "-m", "otel_analytics.cli"]
     with tempfile.TemporaryDirectory(prefix="otel-analytics-demo-") as workdir:
         tracker_url = f"http://127.0.0.1:{free_port()}"
         port = tracker_url.rsplit(":", 1)[1]
-        tracker = subprocess.Popen([*cli, "tracker", "serve", "--port", port, "--db", os.path.join(workdir, "a.db")])
+        tracker = subprocess.Popen(
+            [*cli, "tracker", "serve", "--port", port, "--db", os.path.join(workdir, "a.db")],
+            stdout=subprocess.DEVNULL,  # its address is printed below, with the dashboard's
+        )
         provider_port = free_port()
         provider = subprocess.Popen([sys.executable, str(HERE / "fake_llm.py"), "--port", str(provider_port)])
         app = None
@@ -114,6 +124,15 @@ def main() -> int:
             sessions = httpx.get(f"{tracker_url}/v1/sessions", params={"user_id": "alice"}).json()["data"]
             print(f"\n$ otel-analytics report --session {sessions[0]['id']}\n", flush=True)
             subprocess.run([*cli, "report", "--url", tracker_url, "--session", sessions[0]["id"]], check=True)
+            if httpx.get(f"{tracker_url}/", headers={"accept": "text/html"}).status_code != 200:
+                raise SystemExit("the dashboard did not answer")
+            print(f"\nDashboard: {tracker_url}/", flush=True)
+            if args.keep_serving:
+                print("(serving until Ctrl-C)", flush=True)
+                with contextlib.suppress(KeyboardInterrupt):
+                    tracker.wait()
+            else:
+                print("(make dashboard keeps it serving)", flush=True)
         finally:
             for process in (app, provider, tracker):
                 if process is not None and process.poll() is None:

@@ -68,7 +68,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"--pricing-file {pricing_file!r}: no such file", file=sys.stderr)
         return 2
     try:
-        config = TrackerConfig(db_path=args.db, token=token, user_tokens=user_tokens, pricing_file=pricing_file)
+        config = TrackerConfig(
+            db_path=args.db,
+            token=token,
+            user_tokens=user_tokens,
+            pricing_file=pricing_file,
+            trace_url=args.trace_url or os.environ.get("ANALYTICS_TRACE_URL") or None,
+            dashboard=not args.no_dashboard,
+        )
         app = create_app(config)
     except ConfigurationError as exc:
         print(f"otel-analytics tracker: {exc}", file=sys.stderr)
@@ -78,7 +85,10 @@ def _serve(args: argparse.Namespace) -> int:
             f"warning: listening on {args.host} with no token: anyone who can reach it can read and write",
             file=sys.stderr,
         )
-    print(f"otel-analytics tracker on http://{args.host}:{args.port} (database {args.db})", flush=True)
+    where = f"http://{'localhost' if args.host in ('127.0.0.1', '::1') else args.host}:{args.port}"
+    print(f"otel-analytics tracker on {where} (database {args.db})", flush=True)
+    if config.dashboard:
+        print(f"dashboard: {where}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
 
@@ -169,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="price overrides, as the client reads them (default: ANALYTICS_PRICING_FILE)",
     )
+    serve.add_argument(
+        "--trace-url",
+        default=None,
+        help="the dashboard's link to a trace, {trace_id} in it (default: ANALYTICS_TRACE_URL)",
+    )
+    serve.add_argument("--no-dashboard", action="store_true", help="serve the API only, no web dashboard at /")
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(run=_serve)
     report = commands.add_parser(

@@ -221,7 +221,9 @@ _BODY_TOKENS = (
 _METADATA_TOKENS = (
     ("cache_read_tokens", attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
     ("cache_write_tokens", attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS),
+    ("reasoning_tokens", attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
 )
+_TTFC, _PRICING_VERSION = attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, attrs.PRICING_VERSION
 _PROVIDER, _USAGE_STATUS = attrs.GEN_AI_PROVIDER_NAME, attrs.USAGE_STATUS
 _COST_ATTRIBUTES = tuple((part, attrs.COST_PART_PREFIX + part) for part in attrs.COST_PARTS)
 _COST_NAMES = frozenset(name for _, name in _COST_ATTRIBUTES)
@@ -276,6 +278,12 @@ def interaction_body(
         usage_status = get(_USAGE_STATUS)
         if usage_status == "missing" or usage_status == "invalid":
             metadata["usage"] = usage_status
+        ttfc = get(_TTFC)
+        if type(ttfc) is float and 0 <= ttfc <= 1e9:  # seconds, as the conventions write it
+            metadata["time_to_first_chunk_ms"] = round(ttfc * 1000, 3)
+        version = get(_PRICING_VERSION)
+        if type(version) is str and version:
+            metadata["pricing_version"] = version[:MAX_ID_LENGTH]
     elif interaction_type == "db":
         body["db_read_ops"] = _count(get(attrs.DB_READ_OPS)) or 0
         body["db_write_ops"] = _count(get(attrs.DB_WRITE_OPS)) or 0

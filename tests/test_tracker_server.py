@@ -394,10 +394,18 @@ def test_store_migrations_are_versioned_and_idempotent(tmp_path: Any) -> None:
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(path)) as db, db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"sessions", "interactions", "pricing"} <= tables
+    assert {
+        "sessions",
+        "interactions",
+        "pricing",
+        "usage_hourly",
+        "usage_user_daily",
+        "latency_daily",
+        "sessions_daily",
+    } <= tables
 
 
 def test_a_version_1_database_is_upgraded_with_its_rows_and_rules(tmp_path: Any) -> None:
@@ -426,7 +434,10 @@ def test_a_version_1_database_is_upgraded_with_its_rows_and_rules(tmp_path: Any)
     finally:
         store.close()
     with contextlib.closing(sqlite3.connect(path)) as db, db:
-        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        # Version 3 rolled the old rows up, and the session's totals, for the dashboard.
+        assert db.execute("SELECT interactions, cost_mc FROM usage_hourly").fetchall() == [(1, 7)]
+        assert db.execute("SELECT last_activity FROM sessions").fetchall() == [("2026-11-29T10:00:00.000Z",)]
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'interactions'")}
         assert {"interactions_session_time", "interactions_user_time", "interactions_time"} <= indexes
         for kind, status in (("chatty", "completed"), ("chat", "done")):

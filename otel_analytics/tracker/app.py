@@ -23,11 +23,13 @@ import orjson
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from .._text import clean_json
+from ..errors import ConfigurationError
 from ..pricing import PriceBook
 from . import validation
 from .group_commit import GroupCommit
@@ -57,6 +59,11 @@ class TrackerConfig:
     max_otlp_bytes: int = MAX_OTLP_BYTES
     pricing_file: str | None = None
     """The client's price overrides (``ANALYTICS_PRICING_FILE``): the tracker prices as it does."""
+    trace_url: str | None = None
+    """The dashboard's link to a session's trace (``ANALYTICS_TRACE_URL``), ``{trace_id}`` in it
+    replaced by the 32 hex digits: ``http://localhost:16686/trace/{trace_id}`` for Jaeger."""
+    dashboard: bool = True
+    """Serve the web dashboard at ``/`` (it needs the ``server`` extra's Jinja2)."""
 
 
 def _error(code: str, message: str, status: int, **details: Any) -> JSONResponse:
@@ -415,6 +422,8 @@ def _guarded(handler: Handler) -> Handler:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 404 and _browser(request):
+        return PlainTextResponse(f"Not found: {request.url.path[:200]}", status_code=404)
     if exc.status_code == 404:
         return _error("not_found", f"No route {request.url.path[:200]}", 404)
     if exc.status_code == 405:
@@ -422,8 +431,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error("invalid_request", str(exc.detail)[:200], exc.status_code)
 
 
+def _browser(request: Request) -> bool:
+    """A person's browser (it asks for HTML), off the API's paths: API clients keep the
+    contract's JSON errors everywhere."""
+    path = request.url.path
+    return "text/html" in request.headers.get("accept", "") and not (path.startswith("/v1/") or path == "/health")
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     return _error("internal_error", "Internal error", 500)
+
+
+def _trace_url(template: str | None) -> str | None:
+    """The trace link template, checked: an http(s) URL with ``{trace_id}`` in it."""
+    if not template:
+        return None
+    if "{trace_id}" not in template or not template.startswith(("http://", "https://", "/")):
+        raise ConfigurationError(
+            f"ANALYTICS_TRACE_URL must be an http(s) URL with {{trace_id}} in it, got {template[:200]!r}"
+        )
+    return template
 
 
 def create_app(config: TrackerConfig | None = None, *, store: Store | None = None) -> Starlette:
@@ -431,7 +458,7 @@ def create_app(config: TrackerConfig | None = None, *, store: Store | None = Non
     config = config or TrackerConfig()
     register_url_convertor("otel_analytics_any", _AnyText())
     tracker = TrackerApp(config, store)
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/health", _guarded(tracker.health), methods=["GET"]),
         Route("/v1/track/session/start", _guarded(tracker.session_start), methods=["POST"]),
         Route("/v1/track/session/end", _guarded(tracker.session_end), methods=["POST"]),
@@ -444,6 +471,13 @@ def create_app(config: TrackerConfig | None = None, *, store: Store | None = Non
         Route("/v1/stats/daily", _guarded(tracker.stats_daily), methods=["GET"]),
         Route("/v1/stats/by-user", _guarded(tracker.stats_by_user), methods=["GET"]),
     ]
+    middleware: list[Middleware] = []
+    if config.dashboard:
+        from . import dashboard  # Jinja2 loads with the dashboard, not with the API
+
+        tokens = [(token, None) for token in [config.token] if token] + list(config.user_tokens.items())
+        routes += dashboard.routes(tracker.store, dashboard.Access(tokens), _trace_url(config.trace_url))
+        middleware.append(Middleware(dashboard.SecurityHeaders))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -454,7 +488,10 @@ def create_app(config: TrackerConfig | None = None, *, store: Store | None = Non
             tracker.store.close()
 
     app = Starlette(
-        routes=routes, exception_handlers={HTTPException: _http_error, 500: _server_error}, lifespan=lifespan
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, 500: _server_error},
+        lifespan=lifespan,
+        middleware=middleware,
     )
     app.state.tracker = tracker
     return app

@@ -27,6 +27,7 @@ from ..ids import session_trace_id
 from ..pricing import Price, PriceBook, cost_of, cost_value
 from ..usage import Usage
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
+from .rollups import Rollups
 
 _MIGRATIONS = "otel_analytics.tracker.migrations"
 _SORTS = {
@@ -35,6 +36,20 @@ _SORTS = {
     "total_cost_desc": "total_cost_mc DESC, start_time DESC, id",
     "total_cost_asc": "total_cost_mc ASC, start_time DESC, id",
 }
+
+
+def _count_session(db: sqlite3.Connection, start_time: str, user_id: str) -> None:
+    """One more session started that day by that user (the dashboard's counts read these)."""
+    db.execute(
+        "INSERT INTO usage_user_daily (day, user_id, sessions) VALUES (?, ?, 1) "
+        "ON CONFLICT (user_id, day) DO UPDATE SET sessions = sessions + 1",
+        (start_time[:10], user_id),
+    )
+    db.execute(
+        "INSERT INTO sessions_daily (day, sessions) VALUES (?, 1) "
+        "ON CONFLICT (day) DO UPDATE SET sessions = sessions + 1",
+        (start_time[:10],),
+    )
 
 
 def _now() -> str:
@@ -75,6 +90,9 @@ class _Totals:
     first: str
     count: int = 0
     cost_mc: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    last: str = ""
 
 
 class Store:
@@ -87,6 +105,8 @@ class Store:
         self._price_cache: dict[tuple[str, str | None], Price | None] = {}
 
         self._known_sessions: set[str] = set()
+        self.generation = 0
+        """Counts this store's committed writes: the dashboard's pages poll it to refresh."""
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -139,6 +159,7 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self.generation += 1
 
     # --- writes -----------------------------------------------------------------------------------
     def start_session(self, body: dict[str, Any]) -> bool:
@@ -155,19 +176,23 @@ class Store:
                     _trace_hex(body["session_id"]),
                 ),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            _count_session(db, body["start_time"], body["user_id"])
+            return True
 
     def end_session(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """Set the end time and recompute the totals; ``None`` for an unknown session."""
         with self._transaction() as db:
             row = db.execute(
-                "SELECT COUNT(*) AS n, COALESCE(SUM(total_cost_mc), 0) AS mc FROM interactions WHERE session_id = ?",
+                "SELECT COUNT(*) AS n, COALESCE(SUM(total_cost_mc), 0) AS mc, COALESCE(SUM(prompt_tokens), 0) AS p, "
+                "COALESCE(SUM(completion_tokens), 0) AS c FROM interactions WHERE session_id = ?",
                 (body["session_id"],),
             ).fetchone()
             cursor = db.execute(
                 "UPDATE sessions SET end_time = MAX(?, start_time), total_interactions = ?, total_cost_mc = ?, "
-                "updated_at = ? WHERE id = ?",
-                (body["end_time"], row["n"], row["mc"], _now(), body["session_id"]),
+                "prompt_tokens = ?, completion_tokens = ?, updated_at = ? WHERE id = ?",
+                (body["end_time"], row["n"], row["mc"], row["p"], row["c"], _now(), body["session_id"]),
             )
             if cursor.rowcount == 0:
                 return None
@@ -193,6 +218,7 @@ class Store:
                     existing[row[0]] = row[1]
             rows = []
             totals: dict[str, _Totals] = {}
+            rollups = Rollups()
             # One clock reading per transaction: the column's strftime() default ran once per row.
             now = _now()
             for body, key in priced:
@@ -233,15 +259,24 @@ class Store:
                 entry = totals.setdefault(body["session_id"], _Totals(body["user_id"], body["timestamp"]))
                 entry.count += 1
                 entry.cost_mc += total
+                entry.prompt_tokens += body["prompt_tokens"] or 0
+                entry.completion_tokens += body["completion_tokens"] or 0
                 entry.first = min(entry.first, body["timestamp"])
+                entry.last = max(entry.last, body["timestamp"])
+                rollups.add(body, total)
             # An interaction of a session never started creates it (the deployed worker would refuse).
             # Sessions are never deleted: one known to exist needs no statement.
             known = self._known_sessions
-            db.executemany(
-                "INSERT INTO sessions (id, user_id, start_time, trace_id) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (id) DO NOTHING",
-                [(sid, t.user_id, t.first, _trace_hex(sid)) for sid, t in totals.items() if sid not in known],
-            )
+            for sid, t in totals.items():
+                if (
+                    sid not in known
+                    and db.execute(
+                        "INSERT INTO sessions (id, user_id, start_time, trace_id) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (id) DO NOTHING",
+                        (sid, t.user_id, t.first, _trace_hex(sid)),
+                    ).rowcount
+                ):
+                    _count_session(db, t.first, t.user_id)
             db.executemany(
                 "INSERT INTO interactions (id, idempotency_key, session_id, user_id, timestamp, type, status, "
                 "model_name, prompt_tokens, completion_tokens, db_read_ops, db_write_ops, api_call_count, "
@@ -252,9 +287,15 @@ class Store:
             )
             db.executemany(
                 "UPDATE sessions SET total_interactions = total_interactions + ?, "
-                "total_cost_mc = total_cost_mc + ?, updated_at = ? WHERE id = ?",
-                [(t.count, t.cost_mc, now, sid) for sid, t in totals.items()],
+                "total_cost_mc = total_cost_mc + ?, prompt_tokens = prompt_tokens + ?, "
+                "completion_tokens = completion_tokens + ?, last_activity = MAX(COALESCE(last_activity, ''), ?), "
+                "updated_at = ? WHERE id = ?",
+                [
+                    (t.count, t.cost_mc, t.prompt_tokens, t.completion_tokens, t.last, now, sid)
+                    for sid, t in totals.items()
+                ],
             )
+            rollups.write(db)
         self._remember_sessions(totals)
         return ids
 
@@ -291,6 +332,7 @@ class Store:
                 )
                 cost = cost_of(usage, price)
                 costs["ai_tokens_cost_mc"] = cost.micro_cents if cost is not None else 0
+                body = {**body, "metadata": {**metadata, "pricing_version": price.version}}
         return {**body, "costs": costs}
 
     def warm_prices(self) -> None:
@@ -360,6 +402,10 @@ class Store:
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of a read-only query (the dashboard's), under the store's lock."""
+        return self._query(sql, params)
 
     @staticmethod
     def session_summary(row: sqlite3.Row) -> dict[str, Any]:
