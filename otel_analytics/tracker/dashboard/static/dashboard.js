@@ -82,8 +82,14 @@
       .catch(function () {});
   }
 
+  function typing() {
+    var active = document.activeElement;
+    return !!active && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName);
+  }
+
   function poll() {
-    if (paused || document.hidden) return;
+    // Not while hidden, paused, or while someone fills in a filter (a refresh would reset it).
+    if (paused || document.hidden || typing()) return;
     fetch("/dashboard/version", { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (answer) {
