@@ -14,6 +14,7 @@ BENCHMARKS = [
     "bench_ingest",
     "bench_memory",
     "bench_dashboard",
+    "bench_metrics",
 ]
 
 

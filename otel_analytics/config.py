@@ -19,6 +19,9 @@ from .errors import ConfigurationError
 
 EXPORTER_NAMES = ("tracker", "otlp", "console", "none")
 """Exporters ``ANALYTICS_EXPORTERS`` may name."""
+METRICS_EXPORTER_NAMES = ("otlp", "console", "prometheus", "none")
+"""Metrics exporters ``ANALYTICS_METRICS_EXPORTERS`` (or ``OTEL_METRICS_EXPORTER``) may name."""
+TEMPORALITIES = ("cumulative", "delta", "lowmemory")
 DEFAULT_TRACKER_URL = "http://127.0.0.1:8787"
 """Where ``otel-analytics tracker serve`` listens by default."""
 
@@ -59,16 +62,24 @@ def _parse_positive_float(name: str, raw: str | float) -> float:
 
 
 def _parse_exporters(name: str, raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    return _parse_exporter_names(name, raw, EXPORTER_NAMES)
+
+
+def parse_metrics_exporters(name: str, raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    return _parse_exporter_names(name, raw, METRICS_EXPORTER_NAMES)
+
+
+def _parse_exporter_names(name: str, raw: str | list[str] | tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
     items = raw.split(",") if isinstance(raw, str) else list(raw)
     names: list[str] = []
     for item in items:
         exporter = str(item).strip().lower()
         if not exporter:
             continue
-        if exporter not in EXPORTER_NAMES:
+        if exporter not in known:
             raise ConfigurationError(
                 f"{name}={raw!r} names an unknown exporter {exporter!r}; "
-                f"accepted values: a comma-separated list of {', '.join(EXPORTER_NAMES)}."
+                f"accepted values: a comma-separated list of {', '.join(known)}."
             )
         if exporter not in names:
             names.append(exporter)
@@ -274,6 +285,24 @@ _PARAMS: dict[str, _Param] = {
         "record",
         "A captured call outside any session: recorded without one, or not recorded.",
     ),
+    "metrics": _Param(
+        ("ANALYTICS_METRICS",),
+        parse_bool,
+        True,
+        "Record the GenAI metrics when a meter provider can export them.",
+    ),
+    "metrics_exporters": _Param(
+        ("ANALYTICS_METRICS_EXPORTERS",),
+        parse_metrics_exporters,
+        None,
+        "Metrics exporters for otel-analytics' metrics (otlp, console, prometheus), on a meter provider of their own.",
+    ),
+    "metrics_user_id": _Param(
+        ("ANALYTICS_METRICS_USER_ID",),
+        parse_bool,
+        False,
+        "Add user.id to the metrics (one series per user: only with a known, small number of users).",
+    ),
     "inspect_bytes": _Param(
         ("ANALYTICS_INSPECT_BYTES",),
         _parse_positive_int,
@@ -308,6 +337,9 @@ class Settings:
     capture_llm_calls: bool = True
     llm_hosts: tuple[str, ...] = ()
     capture_without_session: str = "record"
+    metrics: bool = True
+    metrics_exporters: tuple[str, ...] | None = None
+    metrics_user_id: bool = False
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -385,6 +417,16 @@ def validate_otel_environment(env: Mapping[str, str]) -> None:
         raise ConfigurationError(
             f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE={bsp['OTEL_BSP_MAX_EXPORT_BATCH_SIZE']} is larger than "
             f"OTEL_BSP_MAX_QUEUE_SIZE={queue}; accepted values: at most the queue size."
+        )
+    for var in ("OTEL_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_TIMEOUT"):
+        raw = env.get(var, "").strip()
+        if raw and (not raw.isdigit() or int(raw) <= 0):
+            raise ConfigurationError(f"{var}={raw!r} is not valid; accepted values: a positive number of milliseconds.")
+    temporality = env.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "").strip().lower()
+    if temporality and temporality not in TEMPORALITIES:
+        raise ConfigurationError(
+            f"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE={temporality!r} is not valid; accepted values: "
+            f"{', '.join(TEMPORALITIES)}."
         )
     resource = env.get("OTEL_RESOURCE_ATTRIBUTES", "").strip()
     for pair in filter(None, (p.strip() for p in resource.split(","))):

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -38,6 +39,8 @@ from ._guard import warn_once
 from .config import EXPORTER_NAMES, Settings
 from .errors import ConfigurationError
 from .exporters import build_exporter, build_processor
+from .exporters.metrics import MeterSetup, meter_setup
+from .metrics import metrics_for
 from .runtime import INSTRUMENTATION_SCOPE, Runtime
 
 _logger = logging.getLogger("otel_analytics")
@@ -135,9 +138,11 @@ class AnalyticsHandle:
         processors: Sequence[SpanProcessor],
         owns_provider: bool,
         exporters: dict[str, SpanExporter] | None = None,
+        meters: MeterSetup | None = None,
     ) -> None:
         self.settings = settings
         self.tracer_provider = provider
+        self._meters = meters
         self._processors = tuple(processors)
         self._exporters = dict(exporters or {})
         self._owns_provider = owns_provider
@@ -149,6 +154,11 @@ class AnalyticsHandle:
     def exporters(self) -> tuple[str, ...]:
         """Names of the exporters this handle added (empty when disabled or joining with none)."""
         return self.settings.exporters or ()
+
+    @property
+    def meter_provider(self) -> MeterProvider | None:
+        """The meter provider the GenAI metrics go to (``None``: no metrics are recorded)."""
+        return self._meters.provider if self._meters is not None else None
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Counters of the exporters that keep them: ``{"tracker": {"sent": .., "dropped": ..}}``."""
@@ -167,6 +177,10 @@ class AnalyticsHandle:
         for processor in self._processors:
             remaining = max(deadline - time.monotonic(), 0.0)
             ok = _bounded(functools.partial(processor.force_flush, int(remaining * 1000)), remaining, "flush") and ok
+        if self._meters is not None:  # a collection: the waiting measurements, then every reader's export
+            remaining = max(deadline - time.monotonic(), 0.0)
+            flush = functools.partial(self._meters.provider.force_flush, remaining * 1000)
+            ok = _bounded(flush, remaining, "flush") and ok
         return ok
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -184,14 +198,21 @@ class AnalyticsHandle:
 
             capture.uninstall()
         timeout_s = self.settings.flush_timeout_s if timeout is None else timeout
-
-        def stop() -> None:
-            for processor in self._processors:
-                processor.shutdown()
-
-        stopped = _bounded(stop, timeout_s, "shutdown")
+        stopped = _bounded(self._stop, timeout_s, "shutdown")
         self.report_undelivered("at shutdown")
         return stopped
+
+    def _stop(self) -> None:
+        for processor in self._processors:
+            processor.shutdown()
+        meters = self._meters
+        if meters is not None:
+            if meters.owned:  # its last collection exports what waits
+                meters.provider.shutdown()
+                for close in meters.closers:
+                    close()
+            else:  # joined: its owner exports, and now has what waited here
+                meters.provider.force_flush()
 
     def _retire(self) -> None:
         """Give way to a new configuration: flush and stop this handle's exporters (bounded) and
@@ -202,12 +223,7 @@ class AnalyticsHandle:
 
             capture.uninstall()
             self._hooked = ()
-
-        def stop() -> None:
-            for processor in self._processors:
-                processor.shutdown()
-
-        _bounded(stop, self.settings.flush_timeout_s, "shutdown")
+        _bounded(self._stop, self.settings.flush_timeout_s, "shutdown")
 
     def report_undelivered(self, when: str) -> bool:
         """Log, with numbers and why, what the exporters could not deliver; ``True`` if anything."""
@@ -268,24 +284,34 @@ def flush_before_exit(timeout: float | None = None) -> bool:
         remaining = max(deadline - time.monotonic(), 0.0)
         flush = functools.partial(provider.force_flush, int(remaining * 1000))
         ok = _bounded(flush, remaining, "flush") and ok
+    meters = handle._meters if handle is not None else None
+    if meters is not None and not meters.owned:  # the app's meter provider: its export, now
+        remaining = max(deadline - time.monotonic(), 0.0)
+        ok = _bounded(functools.partial(meters.provider.force_flush, remaining * 1000), remaining, "flush") and ok
     if handle is not None and not ok:
         handle.report_undelivered("at shutdown, after the flush timed out")
     return ok
 
 
-def configure(*, tracer_provider: trace.TracerProvider | None = None, **overrides: Any) -> AnalyticsHandle:
+def configure(
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    **overrides: Any,
+) -> AnalyticsHandle:
     """Set up otel-analytics from the environment, with keyword overrides.
 
     Keywords: the settings of the README's table (``enabled``, ``exporters``, ``tracker_url``,
     ``pricing_file``, ``routes``, ...), each also read from its environment variable.
-    ``tracer_provider`` joins that provider instead of the global one. Raises
+    ``tracer_provider`` joins that provider instead of the global one; ``meter_provider`` (an SDK
+    ``MeterProvider``) records the GenAI metrics into that one. Raises
     ``ConfigurationError`` naming the variable for any bad value.
 
     A second call returns the first call's handle and changes nothing (a warning names the values
     it ignored; none with no arguments). A configuration the middleware made on its own, from the
     environment, gives way to an explicit call with keywords.
     """
-    return _configure(tracer_provider, overrides, automatic=False)
+    return _configure(tracer_provider, overrides, automatic=False, meter_provider=meter_provider)
 
 
 def handle() -> AnalyticsHandle:
@@ -311,7 +337,11 @@ def ensure_configured() -> None:
 
 
 def _configure(
-    tracer_provider: trace.TracerProvider | None, overrides: dict[str, Any], *, automatic: bool
+    tracer_provider: trace.TracerProvider | None,
+    overrides: dict[str, Any],
+    *,
+    automatic: bool,
+    meter_provider: MeterProvider | None = None,
 ) -> AnalyticsHandle:
     global _active, _standby
     with _lock:
@@ -320,7 +350,7 @@ def _configure(
             _standby = _Standby()
         active = _active
         if active is not None:
-            explicit = bool(overrides) or tracer_provider is not None
+            explicit = bool(overrides) or tracer_provider is not None or meter_provider is not None
             if not active._automatic or not explicit:
                 if not automatic:
                     active._automatic = False  # confirmed by the app: it no longer gives way
@@ -335,7 +365,7 @@ def _configure(
             active._retire()
         else:
             reused = None
-        handle = _build(settings, tracer_provider, reused)
+        handle = _build(settings, tracer_provider, reused, meter_provider)
         handle._automatic = automatic
         _active = handle
     atexit.register(handle._at_exit)
@@ -346,13 +376,20 @@ def _configure(
 
 
 def _build(
-    settings: Settings, explicit: trace.TracerProvider | None, reused: trace.TracerProvider | None = None
+    settings: Settings,
+    explicit: trace.TracerProvider | None,
+    reused: trace.TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> AnalyticsHandle:
     """``reused``: the provider a configuration that gave way built (installed globally: it is
     this one's to own now)."""
     if not settings.enabled:
         _runtime.install(Runtime.build(settings, trace.NoOpTracerProvider()))
         return AnalyticsHandle(settings, None, (), owns_provider=False)
+    if meter_provider is not None and not isinstance(meter_provider, MeterProvider):
+        raise ConfigurationError("configure(meter_provider=...) needs an OpenTelemetry SDK MeterProvider.")
+    # First: a bad metrics setting changes nothing else.
+    meters = meter_setup(settings, _resource(settings), meter_provider)
     provider = explicit if explicit is not None else (reused or trace.get_tracer_provider())
     owns = isinstance(reused, SdkTracerProvider) and explicit is None
     if not isinstance(provider, SdkTracerProvider):
@@ -384,8 +421,11 @@ def _build(
 
         capture.add_first(provider, capture.JoinForeignGenAISpans())
         hooked = () if capture.installed() else capture.instrument()  # installed by the agent: left to it
-    _runtime.install(Runtime.build(settings, provider))
-    handle = AnalyticsHandle(settings, provider, processors, owns_provider=owns, exporters=exporters)
+    recorder = None
+    if meters is not None:
+        recorder = metrics_for(meters.provider, with_user_id=settings.metrics_user_id, histograms=meters.histograms)
+    _runtime.install(Runtime.build(settings, provider, recorder))
+    handle = AnalyticsHandle(settings, provider, processors, owns_provider=owns, exporters=exporters, meters=meters)
     handle._hooked = hooked
     return handle
 

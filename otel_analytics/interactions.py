@@ -248,6 +248,7 @@ class interaction:
                     except StopAsyncIteration:
                         break
                     pending = None
+                    recording.chunk()
                     recording.observe(item)
                     try:
                         to_send = yield item
@@ -279,6 +280,7 @@ def _traced_generator(gen: Generator[Any, Any, Any], recording: Recording) -> Ge
         except StopIteration as stop:
             return stop.value
         pending = None
+        recording.chunk()
         recording.observe(item)
         try:
             to_send = yield item

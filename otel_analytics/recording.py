@@ -27,6 +27,7 @@ from ._json import dumps
 from ._ranges import count
 from ._text import clean
 from .context import SessionRef, claim_request_link, current_session, note_app_chat, session_parent
+from .metrics import GenAIMetrics
 from .pricing import cost_of
 from .redaction import clean_metadata
 from .runtime import Runtime, pinned_ids
@@ -201,6 +202,7 @@ def emit_interaction(
     plain: bool = False,
     operation: str | None = None,
     error_type: str | None = None,
+    chunk_ends: Sequence[int] | None = None,
 ) -> SpanContext:
     """Record a finished interaction as one span, built with all its attributes at once.
 
@@ -210,7 +212,8 @@ def emit_interaction(
     it is created. ``parent`` defaults to the session's root. ``pinned``: the span's context when
     another span links to it already (its id is kept). ``plain``: the caller vouches that
     ``extra``, the ids, model and metadata are plain values (see ``FinishedSpans.emit``); what
-    this function adds itself always is. Returns the span's context.
+    this function adds itself always is. ``chunk_ends``: when each chunk of a streamed answer
+    ended (monotonic ns), for the metrics. Returns the span's context.
     """
     span_attrs = start_attributes(
         runtime,
@@ -233,6 +236,9 @@ def emit_interaction(
         out=span_attrs,
         error_type=error_type,
     )
+    metrics = runtime.metrics
+    if metrics is not None:  # sampled or not: metrics count every interaction
+        _record_metrics(metrics, interaction_type, span_attrs, (end_ns - start_ns) / 1e9, session, chunk_ends)
     name = span_name(interaction_type, operation, model, None)
     kind = span_kind(interaction_type)
     finished = runtime.finished
@@ -255,6 +261,20 @@ def emit_interaction(
         span.set_status(status)
     span.end(end_time=end_ns)
     return span.get_span_context()
+
+
+def _record_metrics(
+    metrics: GenAIMetrics,
+    interaction_type: str,
+    attributes: Mapping[str, Any],
+    duration_s: float,
+    session: SessionRef | None,
+    chunk_ends: Sequence[int] | None,
+) -> None:
+    try:
+        metrics.record(interaction_type, attributes, duration_s, session.user_id if session else None, chunk_ends)
+    except Exception as error:  # never the app's problem
+        report_internal_error("metrics", error)
 
 
 class _Activation:
@@ -289,12 +309,18 @@ class Recording:
     """The live handle of one interaction: ``with oa.interaction(...) as it`` gives one."""
 
     __slots__ = (
+        "_chunk_ends",
         "_content",
         "_ended",
+        "_first_chunk_ns",
+        "_late",
         "_model",
         "_provider",
         "_runtime",
         "_session",
+        "_start_attributes",
+        "_start_wall",
+        "_started",
         "_type",
         "_usage",
         "_usage_recorded",
@@ -325,6 +351,12 @@ class Recording:
         self._usage_recorded = False
         self._content: dict[str, str] = {}
         self._ended = False
+        self._started = time.monotonic_ns()
+        self._first_chunk_ns = 0
+        metrics_on = runtime.metrics is not None
+        self._chunk_ends: list[int] | None = [] if metrics_on else None
+        self._late: dict[str, AttributeValue] | None = {} if metrics_on else None
+        self._start_wall = (start_time or time.time_ns()) if metrics_on else 0
         self.captured = False
         """A provider call captured inside it has filled it (``capture``): the next one does not."""
         self._provider = provider or (runtime.prices.provider(model) if interaction_type == "chat" else None)
@@ -338,6 +370,7 @@ class Recording:
             metadata=metadata_json(metadata) if metadata else None,
             extra=attributes,
         )
+        self._start_attributes = span_attrs if metrics_on else None
         parent, links = parent_and_links(runtime, session)
         # A chat inside a chat request takes the id the request's span links to already.
         pinned = claim_request_link(session) if session is not None and interaction_type == "chat" else None
@@ -416,7 +449,26 @@ class Recording:
                 self._content[attrs.GEN_AI_OUTPUT_MESSAGES] = json.dumps(output_messages, default=str)
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
-        self.span.set_attribute(key, clean(value) if isinstance(value, str) else value)
+        value = clean(value) if isinstance(value, str) else value
+        self.span.set_attribute(key, value)
+        if key == attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK:
+            self._first_chunk_ns = -1  # timed by who set it (a captured call): not by the chunks here
+        if self._late is not None:  # what the metrics read, sampled span or not
+            self._late[key] = value
+
+    def chunk(self) -> None:
+        """A chunk of the streamed answer ended (now): the first one times the time to first chunk."""
+        now = time.monotonic_ns()
+        if not self._first_chunk_ns:
+            self._first_chunk_ns = now
+        if self._chunk_ends is not None:
+            self._chunk_ends.append(now)
+
+    def add_chunk_ends(self, ends: Sequence[int]) -> None:
+        """The chunks of a captured call's stream that filled this interaction, unless its own
+        stream (a decorated generator's items) timed them already."""
+        if self._chunk_ends is not None and not self._chunk_ends:
+            self._chunk_ends.extend(ends)
 
     @property
     def usage_recorded(self) -> bool:
@@ -470,6 +522,8 @@ class Recording:
         span = self.span
         try:
             final: dict[str, AttributeValue] = dict(self._content)
+            if self._first_chunk_ns > 0 and self._type == "chat":
+                final[attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (self._first_chunk_ns - self._started) / 1e9
             status = end_attributes(
                 self._runtime,
                 self._type,
@@ -482,6 +536,11 @@ class Recording:
                 error_type=error_type,
             )
             span.set_attributes(final)
+            metrics = self._runtime.metrics
+            if metrics is not None and self._start_attributes is not None:
+                seen = {**self._start_attributes, **(self._late or {}), **final}
+                duration = max(end_time - self._start_wall, 0) / 1e9
+                _record_metrics(metrics, self._type, seen, duration, self._session, self._chunk_ends)
             if self._type == "chat":
                 note_app_chat(self._usage.response_id)
             if status is not None:

@@ -27,6 +27,7 @@ from ._version import __version__
 from .config import Settings
 from .errors import ConfigurationError
 from .finished_spans import FinishedSpans
+from .metrics import GenAIMetrics
 from .pricing import NewNameBudget, PriceBook
 
 INSTRUMENTATION_SCOPE = "otel_analytics"
@@ -104,6 +105,8 @@ class Runtime:
     provider: trace.TracerProvider
     finished: FinishedSpans | None = None
     """Emits spans that are over already without a live span, where that changes nothing."""
+    metrics: GenAIMetrics | None = None
+    """Where the GenAI metrics go; ``None``: none are recorded."""
     _sampled: dict[int, bool] = field(default_factory=dict, repr=False)
     _roots: dict[int, trace.NonRecordingSpan] = field(default_factory=dict, repr=False)
 
@@ -145,7 +148,7 @@ class Runtime:
         return sampled
 
     @classmethod
-    def build(cls, settings: Settings, provider: trace.TracerProvider) -> Runtime:
+    def build(cls, settings: Settings, provider: trace.TracerProvider, metrics: GenAIMetrics | None = None) -> Runtime:
         tracer = provider.get_tracer(INSTRUMENTATION_SCOPE, __version__)
         can_pin = isinstance(provider, SdkTracerProvider) and isinstance(tracer, Tracer)
         if can_pin:
@@ -163,6 +166,7 @@ class Runtime:
             can_pin,
             provider,
             finished,
+            metrics,
         )
 
 
@@ -187,7 +191,7 @@ def current() -> Runtime:
         except ConfigurationError as exc:  # no configure() to raise from: never break the app
             warn_once("settings", "otel-analytics is disabled: %s", exc)
             settings = Settings(enabled=False)
-        default_runtime = Runtime.build(settings, provider)
+        default_runtime = Runtime.build(settings, provider, _joined_metrics(settings))
         _default = (provider, default_runtime)
     return default_runtime
 
@@ -195,3 +199,20 @@ def current() -> Runtime:
 def install(runtime: Runtime | None) -> None:
     global _configured
     _configured = runtime
+
+
+def _joined_metrics(settings: Settings) -> GenAIMetrics | None:
+    """Without ``configure()``: the metrics go to the global meter provider when it is the SDK's
+    and something reads it, as an instrumentation library's would."""
+    if not settings.enabled or not settings.metrics:
+        return None
+    from opentelemetry import metrics as otel_metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from .exporters.metrics import joinable
+    from .metrics import metrics_for
+
+    provider = otel_metrics.get_meter_provider()
+    if not isinstance(provider, MeterProvider) or not joinable(provider):
+        return None
+    return metrics_for(provider, with_user_id=settings.metrics_user_id)

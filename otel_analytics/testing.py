@@ -1,8 +1,9 @@
 """Test helpers, also a pytest plugin: the ``capture_analytics`` fixture.
 
 ``capture_analytics`` configures otel-analytics on a fresh SDK provider whose spans go to an
-in-memory exporter through a synchronous processor (nothing to flush), and shuts it down after
-the test, checking that no interaction span was left open::
+in-memory exporter through a synchronous processor (nothing to flush), and a meter provider with
+an in-memory reader (``metrics()`` collects), and shuts both down after the test, checking that
+no interaction span was left open::
 
     def test_chat_cost(capture_analytics):
         with oa.session("conv-1", user_id="u1"):
@@ -19,6 +20,8 @@ from typing import Any
 
 import pytest
 from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -38,8 +41,12 @@ class CaptureAnalytics:
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self._open = _OpenSpans()
         self.provider.add_span_processor(self._open)
+        self.metric_reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.metric_reader], shutdown_on_exit=False)
         settings.setdefault("exporters", ())
-        self.handle: AnalyticsHandle = configure(tracer_provider=self.provider, **settings)
+        self.handle: AnalyticsHandle = configure(
+            tracer_provider=self.provider, meter_provider=self.meter_provider, **settings
+        )
 
     def finished(self) -> tuple[ReadableSpan, ...]:
         return self.exporter.get_finished_spans()
@@ -59,6 +66,12 @@ class CaptureAnalytics:
     def clear(self) -> None:
         self.exporter.clear()
 
+    def metrics(self) -> dict[str, list[dict[str, Any]]]:
+        """Collect now: each metric's points (cumulative since the start), as plain dicts with
+        ``attributes`` and ``value`` (counters) or ``count``, ``sum``, ``bucket_counts``,
+        ``explicit_bounds`` (histograms)."""
+        return metric_points(self.metric_reader.get_metrics_data())
+
     def open_spans(self) -> list[str]:
         """Names of otel-analytics spans started and not (yet) ended."""
         return self._open.names()
@@ -67,6 +80,7 @@ class CaptureAnalytics:
         left_open = self.open_spans()
         self.handle.shutdown()
         self.provider.shutdown()
+        self.meter_provider.shutdown()
         assert not left_open, f"otel-analytics spans never ended: {left_open}"
 
 
@@ -86,6 +100,28 @@ class _OpenSpans(SpanProcessor):
 
     def names(self) -> list[str]:
         return sorted(self._open.values())
+
+
+def metric_points(data: Any) -> dict[str, list[dict[str, Any]]]:
+    """``MetricsData`` as ``{name: [point, ...]}`` (see :meth:`CaptureAnalytics.metrics`)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for resource_metrics in getattr(data, "resource_metrics", None) or ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                points = out.setdefault(metric.name, [])
+                for point in metric.data.data_points:
+                    found: dict[str, Any] = {"attributes": dict(point.attributes or {}), "unit": metric.unit}
+                    if hasattr(point, "bucket_counts"):
+                        found.update(
+                            count=point.count,
+                            sum=point.sum,
+                            bucket_counts=list(point.bucket_counts),
+                            explicit_bounds=list(point.explicit_bounds),
+                        )
+                    else:
+                        found["value"] = point.value
+                    points.append(found)
+    return out
 
 
 def span_as_dict(span: ReadableSpan) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -51,6 +52,7 @@ class _Collected:
     def __init__(self) -> None:
         self.spans: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.metric_requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
         self._lock = threading.Lock()
 
     def add(self, request: trace_service_pb2.ExportTraceServiceRequest, headers: dict[str, str]) -> None:
@@ -70,7 +72,7 @@ class _Collected:
 
 
 class OtlpHttpReceiver(_Collected):
-    """``POST /v1/traces`` with protobuf bodies (gzip allowed), answering 200."""
+    """``POST /v1/traces`` and ``/v1/metrics`` with protobuf bodies (gzip allowed), answering 200."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,14 +83,21 @@ class OtlpHttpReceiver(_Collected):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
-                if self.path != "/v1/traces":
+                if self.path == "/v1/metrics":
+                    metrics_request = metrics_service_pb2.ExportMetricsServiceRequest()
+                    metrics_request.ParseFromString(body)
+                    with collected._lock:
+                        collected.metric_requests.append(metrics_request)
+                    payload = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+                elif self.path == "/v1/traces":
+                    request = trace_service_pb2.ExportTraceServiceRequest()
+                    request.ParseFromString(body)
+                    collected.add(request, dict(self.headers.items()))
+                    payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                else:
                     self.send_response(404)
                     self.end_headers()
                     return
-                request = trace_service_pb2.ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                collected.add(request, dict(self.headers.items()))
-                payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(payload)))

@@ -22,7 +22,7 @@ def test_every_benchmark_runs() -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for target in ("1a.", "1b.", "2a.", "2b.", "2c.", "3. ", "4.", "5a.", "5b.", "6.", "7.", "8a.", "8b."):
+    for target in ("1a.", "1b.", "2a.", "2b.", "2c.", "3. ", "4.", "5a.", "5b.", "6.", "7.", "8a.", "8b.", "9."):
         assert f") {target}" in result.stdout or f"  {target}" in result.stdout, target
     # Instruction counts need valgrind; without it the benchmark says so and is skipped.
     assert "1a (instructions)." in result.stdout or "valgrind is not installed" in result.stdout

@@ -31,9 +31,11 @@ KNOWN = {
         "tail_sampling",
     },
     "connectors": {"routing", "forward"},
-    "exporters": {"otlp_http", "otlp_grpc", "loadbalancing", "debug"},
+    "exporters": {"otlp_http", "otlp_grpc", "loadbalancing", "debug", "prometheus"},
     "extensions": {"health_check", "file_storage"},
 }
+PULLED = {"prometheus"}
+"""Exporters scraped rather than pushing: nothing to retry or queue."""
 ENV = re.compile(r"\$\{env:([A-Z0-9_]+)(?::-[^}]*)?\}")
 
 
@@ -60,7 +62,7 @@ def test_every_pipeline_is_wired_and_every_component_defined_and_used(path: Path
     used: dict[str, set[str]] = {kind: set() for kind in KINDS}
     connector_as_exporter, connector_as_receiver = set(), set()
     for name, pipeline in pipelines.items():
-        assert name.split("/")[0] == "traces"
+        assert name.split("/")[0] in ("traces", "metrics")
         assert pipeline.get("receivers"), f"{name} has no receiver"
         assert pipeline.get("exporters"), f"{name} has no exporter"
         processors = pipeline.get("processors", [])
@@ -90,6 +92,8 @@ def test_every_pipeline_is_wired_and_every_component_defined_and_used(path: Path
         assert kind_of(extension) in KNOWN["extensions"]
     assert any(kind_of(e) == "health_check" for e in extensions)
     for name, exporter in (config.get("exporters") or {}).items():
+        if kind_of(name) in PULLED:
+            continue
         settings = exporter.get("protocol", {}).get("otlp", exporter)
         assert settings["retry_on_failure"]["enabled"] is True, f"{name} retries"
         assert settings["sending_queue"]["enabled"] is True, f"{name} queues"
@@ -132,6 +136,21 @@ def test_gateway_routes_analytics_to_the_tracker_and_redacts_for_the_backend() -
         assert any(re.match(p, header) for p in patterns), header
     hashed = {a["key"] for a in config["processors"]["attributes/redact"]["actions"] if a["action"] == "hash"}
     assert attrs.USER_ID in hashed
+
+
+def test_the_metrics_pipelines() -> None:
+    """OTLP in; the gateway sends them to the OTLP backend and a Prometheus endpoint (never to the
+    tracker, which stores spans), user.id hashed; the agent balances them by stream."""
+    gateway = load(COLLECTOR / "gateway.yaml")
+    pipeline = gateway["service"]["pipelines"]["metrics"]
+    assert pipeline["receivers"] == ["otlp"]
+    assert set(pipeline["exporters"]) == {"otlp_http/backend", "prometheus"}
+    assert "attributes/redact" in pipeline["processors"]
+    assert gateway["exporters"]["prometheus"]["endpoint"].startswith("${env:GATEWAY_PROMETHEUS_ENDPOINT")
+    assert "traces_endpoint" not in gateway["exporters"]["otlp_http/backend"]  # /v1/metrics is appended
+    agent = load(COLLECTOR / "agent.yaml")
+    (exporter,) = agent["service"]["pipelines"]["metrics"]["exporters"]
+    assert agent["exporters"][exporter]["routing_key"] == "streamID"
 
 
 def test_agent_balances_by_trace_id() -> None:

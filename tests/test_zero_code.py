@@ -89,3 +89,28 @@ def test_analytics_tracker_exporter_by_name(tmp_path: Path) -> None:
         assert list(fake.sessions) == ["conv-zero"]
     finally:
         fake.close()
+
+
+def test_metrics_go_to_the_agents_meter_provider(tmp_path: Path, otlp_http_receiver: OtlpHttpReceiver) -> None:
+    """``OTEL_METRICS_EXPORTER=otlp``: the agent builds the meter provider, otel-analytics joins it,
+    and the GenAI metrics reach the receiver with the app's (none here) when the process ends."""
+    result = _instrument(
+        tmp_path,
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="otlp",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_http_receiver.endpoint,
+    )
+    assert result.returncode == 0, result.stderr
+    names = set()
+    tokens = []  # cumulative: each export (the flush at exit, the provider's shutdown) has the totals
+    for request in otlp_http_receiver.metric_requests:
+        for resource_metrics in request.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    names.add(metric.name)
+                    if metric.name == "gen_ai.client.token.usage":
+                        tokens.append(sum(p.sum for p in metric.histogram.data_points))
+    assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration", "analytics.interactions"} <= names
+    assert tokens and set(tokens) == {110}

@@ -331,10 +331,12 @@ class _Exchange:
         "_app_chat_count",
         "_app_response_ids",
         "_body_sessions",
+        "_chunk_ends",
         "_content_length",
         "_disconnected",
         "_done",
         "_final_at",
+        "_first_chunk_at",
         "_header_session",
         "_header_user",
         "_inspector",
@@ -393,6 +395,8 @@ class _Exchange:
         self._disconnected = False
         self._done = False
         self._final_at: int | None = None
+        self._first_chunk_at = 0  # -1: a stream's first chunk is awaited; then when it was sent
+        self._chunk_ends: list[int] | None = None  # when each chunk was sent, for the metrics
         self._linked = True
         self._body_sessions: tuple[Any, ...] = ()  # the body's values of _SESSION_KEYS
         self._request_model: str | None = None
@@ -585,6 +589,11 @@ class _Exchange:
                 if unread is not None:
                     body = message.get("body")
                     if body:
+                        if self._first_chunk_at < 0:
+                            self._first_chunk_at = time.time_ns()
+                        ends = self._chunk_ends
+                        if ends is not None:
+                            ends.append(time.monotonic_ns())
                         # Handed to the inspector in groups: a C append per chunk, a call per group
                         # (a call per chunk was a third of what the middleware added to each).
                         unread.append(body)
@@ -643,6 +652,10 @@ class _Exchange:
                 )
                 if self._inspector is not None:
                     self._unread = []
+                    if content_type.startswith(b"text/event-stream"):  # a stream: timed by its chunks
+                        self._first_chunk_at = -1
+                        if self._runtime.metrics is not None:
+                            self._chunk_ends = []
             if not self._linked:
                 self._linked = True
                 server = trace.get_current_span()
@@ -705,6 +718,8 @@ class _Exchange:
         except IndexError:  # taken meanwhile, on another thread
             pinned = None
         extra: dict[str, Any] = {attrs.GEN_AI_REQUEST_STREAM: True} if self._stream else {}
+        if self._first_chunk_at > 0 and kind == "chat":
+            extra[attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (self._first_chunk_at - self._start_ns) / 1e9
         if self._status >= 400:
             extra[attrs.STATUS] = "failed"
             extra[attrs.ERROR_TYPE] = str(self._status)
@@ -732,6 +747,7 @@ class _Exchange:
             links=self._links,
             pinned=pinned,
             plain=True,  # every value above is a str, int, bool or float made here, or read by _text
+            chunk_ends=self._chunk_ends,
         )
 
     def _recorded_by_app(self, usage: Usage | None) -> bool:

@@ -99,6 +99,7 @@ class CapturedCall:
         "_start_wall_ns",
         "_stream",
         "_unread",
+        "chunk_ends",
     )
 
     def __init__(
@@ -129,6 +130,8 @@ class CapturedCall:
         self._start_ns = time.monotonic_ns()
         self._start_wall_ns = time.time_ns()
         self._first_chunk_ns = 0
+        self.chunk_ends: list[int] | None = [] if stream and runtime.metrics is not None else None
+        """When each chunk of the stream arrived (monotonic ns), for the metrics; the stream appends."""
         self._inspector: Inspector | None = None
         self._unread: list[bytes] = []
         self._parent: otel_context.Context | None = None
@@ -242,6 +245,8 @@ class CapturedCall:
                 live.add_usage(usage)
             for key, value in self._attributes.items():
                 live.set_attribute(key, value)
+            if self.chunk_ends:
+                live.add_chunk_ends(self.chunk_ends)
             if self._own:
                 live.finish(exc, outcome=outcome, error_type=error_type)
             elif error_type is not None:  # the enclosing interaction goes on: say what this call did
@@ -271,6 +276,7 @@ class CapturedCall:
                 plain=True,
                 operation=self._operation,
                 error_type=error_type,
+                chunk_ends=self.chunk_ends,
             )
             note_app_chat(found.response_id)
         if usage is not None and usage.reported:

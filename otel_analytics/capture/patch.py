@@ -14,6 +14,7 @@ import functools
 import importlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from time import monotonic_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -143,9 +144,12 @@ def _sync_send(library: Any, original: Any) -> Any:
         def __iter__(self) -> Iterator[bytes]:
             call = self._call
             unread = call.unread
+            ends = call.chunk_ends
             first = True
             try:
                 for chunk in self._inner:
+                    if ends is not None:
+                        ends.append(monotonic_ns())
                     if first:
                         first = False
                         call.first_chunk()
@@ -196,9 +200,12 @@ def _async_send(library: Any, original: Any) -> Any:
         async def __aiter__(self) -> AsyncIterator[bytes]:
             call = self._call
             unread = call.unread
+            ends = call.chunk_ends
             first = True
             try:
                 async for chunk in self._inner:
+                    if ends is not None:
+                        ends.append(monotonic_ns())
                     if first:
                         first = False
                         call.first_chunk()
