@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_analytics as oa
 from bench import servers
-from bench.common import QUICK, NullExporter, header, verdict
+from bench.common import QUICK, NullExporter, header, judge
 from otel_analytics import capture
 
 CALLS = 20 if QUICK else 600
@@ -160,10 +160,25 @@ def main() -> int:
                 if peer is None:
                     print("  (openai-v2 is not installed here: make bench installs it; no ratio)")
                     continue
-                ok &= verdict(f"capture vs openai-v2, {label}", added["capture"] / added["openai-v2"], 0.5, "x")
+                number = "10a" if label == "JSON" else "10b"
+                ok &= judge(
+                    number,
+                    f"a captured {label} call, added CPU vs openai-v2's",
+                    added["capture"],
+                    added["openai-v2"],
+                    0.5,
+                    unit="µs",
+                    yardstick_name="openai-v2",
+                )
                 if label == "stream":
-                    ok &= verdict(
-                        f"decorated stream vs openai-v2, {label}", added["decorated"] / added["openai-v2"], 1.0, "x"
+                    ok &= judge(
+                        "10c",
+                        "a decorated captured stream, added CPU vs openai-v2's",
+                        added["decorated"],
+                        added["openai-v2"],
+                        1.0,
+                        unit="µs",
+                        yardstick_name="openai-v2",
                     )
             # A host that is not an LLM provider, through a hooked client.
             with httpx2.Client(base_url=url) as plain:
@@ -172,8 +187,14 @@ def main() -> int:
                     plain.post("/v1/other", json={}).read()
 
                 figures = cpu_per_call(variants, ["bare", "capture"], other, CALLS)
-            ok &= verdict(
-                "a request that is not an LLM call, hooked vs not", figures["capture"] / figures["bare"], 1.05, "x"
+            ok &= judge(
+                "10d",
+                "a request that is not an LLM call, hooked vs not",
+                figures["capture"],
+                figures["bare"],
+                1.05,
+                unit="µs",
+                yardstick_name="not hooked",
             )
         client.close()
         # Time to the first chunk, the provider waiting 20 ms before it.
@@ -190,7 +211,15 @@ def main() -> int:
         slow.close()
         medians = {name: statistics.median(values) for name, values in latency.items()}
         print(f"  first chunk: bare {medians['bare']:.2f} ms, capture {medians['capture']:.2f} ms")
-        ok &= verdict("time to the first chunk, capture vs bare", medians["capture"] / medians["bare"], 1.05, "x")
+        ok &= judge(
+            "10e",
+            "time to the first chunk, captured vs not",
+            medians["capture"],
+            medians["bare"],
+            1.05,
+            unit="ms",
+            yardstick_name="not captured",
+        )
     finally:
         servers.stop(process)
         if slow_process is not None:

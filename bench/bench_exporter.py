@@ -23,7 +23,7 @@ from opentelemetry.util.types import AttributeValue
 
 import otel_analytics as oa
 from bench import servers
-from bench.common import QUICK, header, rounds, verdict
+from bench.common import QUICK, header, judge, rounds
 from otel_analytics.exporters.tracker import TrackerSpanExporter
 from otel_analytics.testing import CaptureAnalytics
 
@@ -123,12 +123,14 @@ def main() -> int:
         f"machine speed: OTLP on spans shaped like the reference's costs {measured['otlp, reference spans']:.1f} "
         f"µs/span, {factor:.2f}x its reference figure ({ANCHOR_OTLP_US:g} µs/span)\n"
     )
-    ok = verdict(
-        "4. tracker exporter CPU per interaction",
+    ok = judge(
+        "4",
+        "tracker exporter CPU per exported interaction, vs the OTLP/HTTP exporter's per span",
         measured["tracker"],
-        20,
-        "µs",
-        note=f" [scaled target {20 * factor:.0f}; the OTLP exporter, same run: {measured['otlp']:.0f}]",
+        measured["otlp"],
+        0.35,
+        unit="µs",
+        yardstick_name="OTLP/HTTP exporter",
     )
     return 0 if QUICK or ok else 1
 

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_analytics as oa
-from bench.common import QUICK, NullExporter, header, summarise, verdict
+from bench.common import QUICK, NullExporter, header, judge, summarise
 from otel_analytics import runtime
 from otel_analytics.exporters.metrics import periodic_reader
 from otel_analytics.metrics import SPECS, GenAIMetrics, metrics_for
@@ -186,8 +186,24 @@ def main() -> int:
                     f"  {name}: {base * 1e6:.1f} µs off; on, a provider built here {own * 1e6:.1f} µs, "
                     f"one joined {sdk * 1e6:.1f} µs"
                 )
-                ok &= verdict(f"9. {name}, provider built here: metrics on / off", own / base, 1.10, "x")
-                verdict(f"9. {name}, provider joined (the SDK's instruments): on / off", sdk / base, 1.10, "x")
+                ok &= judge(
+                    "9a",
+                    f"{name}, metrics on (a provider built here) vs off",
+                    own * 1e6,
+                    base * 1e6,
+                    1.10,
+                    unit="µs",
+                    yardstick_name="metrics off",
+                )
+                judge(
+                    "9b",
+                    f"{name}, metrics on (a provider joined: the SDK's instruments) vs off",
+                    sdk * 1e6,
+                    base * 1e6,
+                    1.10,
+                    unit="µs",
+                    yardstick_name="metrics off",
+                )
         live.metrics = joined
         yardstick = sdk_record_cost(meter_provider) * 1e6
         print(f"  yardstick: one measurement through the SDK's histogram: {yardstick:.1f} µs")

@@ -1,4 +1,7 @@
-"""Targets 1-3: what the analytics middleware adds to a chat request, and to the first SSE chunk.
+"""Targets 1-3: what the analytics middleware adds to a chat request, and to the first SSE chunk,
+as ratios to yardsticks measured in the same run: the stock ``opentelemetry-instrumentation-asgi``
+middleware (send/receive spans off) on the same requests, and one plain SDK span carrying the
+attributes the layer's interaction span carries (``interaction_attributes``).
 
 CPU per request (targets 1 and 2) is measured in process, over the ASGI protocol itself, so the
 figure is server CPU with no HTTP parsing or client noise (the same for every variant). Each
@@ -25,10 +28,11 @@ import httpx
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind
 
 import otel_analytics as oa
 from bench import servers
-from bench.common import COMPLETION, QUICK, NullExporter, chat_app, header, rounds, verdict
+from bench.common import COMPLETION, QUICK, NullExporter, chat_app, header, judge, rounds
 from otel_analytics import runtime as oa_runtime
 
 N = 50 if QUICK else 500  # spans (and parses) per round of the reference's microbenchmarks
@@ -46,15 +50,6 @@ WARM_UP = (
     else {"json": 1000, "history": 200, "sse20": 300, "sse220": 60}
 )
 TTFB_ROUNDS = 3 if QUICK else 9
-# Reference figures (shared/research/perf-anchors.md, the same kind of machine): what the stock
-# middleware with send/receive spans off adds. The yardsticks: the targets are µs on that machine,
-# and the stock middleware measured beside the analytics here says how fast this one runs today.
-ANCHOR_STOCK_JSON_US = 110.0
-ANCHOR_STOCK_SSE_US = 144.0  # the same for a 20-chunk SSE response
-# The issue's other reference points, each a microbenchmark (perf-anchors.md B and "Extra anchors"):
-# not the yardstick of the verdicts, but printed beside it, since they disagree with it here.
-ANCHOR_SDK_SPAN_US = 20.29  # start_as_current_span + 8 set_attribute, BatchSpanProcessor, no-op exporter
-ANCHOR_PARSE_US = 4.3  # json.loads of a ~1.2 KB chat completion, then its model and usage read
 SPAN_ATTRIBUTES = (
     ("gen_ai.operation.name", "chat"),
     ("gen_ai.provider.name", "openai"),
@@ -195,6 +190,49 @@ def completion_parse(n: int) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
+_ATTRIBUTES_SCRIPT = """
+import asyncio, json, sys
+from otel_analytics.testing import CaptureAnalytics
+from bench.bench_middleware import ENDPOINTS, serve
+from bench.common import chat_app
+import otel_analytics as oa
+capture = CaptureAnalytics()
+app = oa.AnalyticsMiddleware(chat_app())
+found = {}
+for label, query, body in ENDPOINTS:
+    if label in ("json", "sse20"):
+        capture.clear()
+        asyncio.run(serve(app, query, 1, body))
+        (chat,) = capture.spans(type="chat")
+        found[label] = {"name": chat["name"], "attributes": chat["attributes"]}
+capture.close()
+print(json.dumps(found))
+"""
+
+
+def interaction_attributes() -> dict[str, dict[str, Any]]:
+    """The name and attributes of the layer's interaction span on a JSON and an SSE-20 request
+    (recorded in a process of its own): what the plain-span yardstick carries."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", _ATTRIBUTES_SCRIPT], capture_output=True, text=True, check=True)
+    found: dict[str, dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    for shape in found.values():  # JSON has no tuples: the finish reasons are one
+        shape["attributes"] = {k: tuple(v) if isinstance(v, list) else v for k, v in shape["attributes"].items()}
+    return found
+
+
+def plain_span(provider: TracerProvider, shape: dict[str, Any], n: int) -> float:
+    """CPU µs of one plain SDK span with ``shape``'s name and attributes, given at its start, ended
+    at once, through the same batch processor."""
+    tracer = provider.get_tracer("yardstick")
+    name, attributes = shape["name"], shape["attributes"]
+    started = time.process_time()
+    for _ in range(n):
+        tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes).end()
+    return (time.process_time() - started) / n * 1e6
+
+
 def variant_apps(processor: BatchSpanProcessor | None = None) -> tuple[TracerProvider, dict[str, Any]]:
     """The apps compared (analytics configured with a no-op exporter): bare, the stock middleware
     with send/receive spans off, the analytics layer inside it, and the middleware alone."""
@@ -217,7 +255,7 @@ def variant_apps(processor: BatchSpanProcessor | None = None) -> tuple[TracerPro
     }
 
 
-def cpu_per_request() -> dict[str, dict[str, float]]:
+def cpu_per_request(shapes: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     provider, variants = variant_apps()
     for label, query, body in ENDPOINTS:
         for variant in variants.values():  # warm-up: imports, price lookups, caches, specialisation
@@ -225,7 +263,13 @@ def cpu_per_request() -> dict[str, dict[str, float]]:
     results = asyncio.run(taking_turns(variants, TIMED))
     # Medians of rounds, as the reference measured them.
     results["reference"] = rounds(
-        {"sdk span": lambda: sdk_span(provider, N), "parse": lambda: completion_parse(N)}, ROUNDS
+        {
+            "sdk span": lambda: sdk_span(provider, N),
+            "parse": lambda: completion_parse(N),
+            "plain span json": lambda: plain_span(provider, shapes["json"], N),
+            "plain span sse20": lambda: plain_span(provider, shapes["sse20"], N),
+        },
+        ROUNDS,
     )
     return results
 
@@ -259,22 +303,66 @@ def first_chunk_times(delay: float) -> dict[str, float]:
             servers.stop(process)
 
 
-def per_chunk_verdict(per_chunk: float, factor: float) -> bool:
-    """A negative estimate means the difference drowned in this run's noise: say so, never pass."""
-    if per_chunk < 0:
-        print(f"  ?      2b. SSE: per extra chunk: {per_chunk:.2f} µs, below this run's noise: inconclusive")
-        return False
-    return verdict(
-        "2b. SSE: per extra chunk", per_chunk / factor, 1, "reference µs", note=f" [{per_chunk:.2f} µs here]"
-    )
+LIMIT_OVER_STOCK = 0.35
+"""The layer over an existing server span adds at most this share of what the stock middleware adds."""
+LIMIT_OVER_SPAN = 1.5
+"""... and at most this many plain SDK spans carrying the same attributes."""
+LIMIT_OWN = 1.5
+"""The middleware adding its own server span costs at most this many stock middlewares."""
+LIMIT_FIRST_CHUNK = 1.05
+
+
+def ratios(results: dict[str, dict[str, float]], kind: str = "cpu", unit: str = "µs") -> list[bool]:
+    """Targets 1a-c (JSON) and 2a-c (SSE, 20 chunks) from per-request figures of the variants and
+    the plain span (``results[label]`` has bare, stock, layer, own; ``results["reference"]`` the
+    plain spans)."""
+    checks = []
+    for number, label, name in (("1", "json", "JSON chat"), ("2", "sse20", "SSE, 20 chunks")):
+        r = results[label]
+        stock, layer, own = r["stock"] - r["bare"], r["layer"] - r["stock"], r["own"] - r["bare"]
+        span = results["reference"][f"plain span {label}"]
+        checks += [
+            judge(
+                f"{number}a",
+                f"{name}: added by the layer over a server span, vs the stock middleware",
+                layer,
+                stock,
+                LIMIT_OVER_STOCK,
+                unit=unit,
+                yardstick_name="stock middleware",
+                kind=kind,
+            ),
+            judge(
+                f"{number}b",
+                f"{name}: added by the layer, vs one plain SDK span with its attributes",
+                layer,
+                span,
+                LIMIT_OVER_SPAN,
+                unit=unit,
+                yardstick_name="plain SDK span",
+                kind=kind,
+            ),
+            judge(
+                f"{number}c",
+                f"{name}: the middleware with its own server span, vs the stock middleware",
+                own,
+                stock,
+                LIMIT_OWN,
+                unit=unit,
+                yardstick_name="stock middleware",
+                kind=kind,
+            ),
+        ]
+    return checks
 
 
 def main() -> int:
     header("middleware: server CPU per request, time to first chunk", __doc__ or "")
-    results = cpu_per_request()
+    shapes = interaction_attributes()
+    results = cpu_per_request(shapes)
     print(
         f"{'endpoint':8} {'bare':>9} {'stock':>9} {'layer':>9} {'own':>9}   {'stock-bare':>10} {'layer-stock':>11} "
-        f"{'own-stock':>9}   (CPU µs per request, median; requests per variant: {TIMED['json']:,} JSON, "
+        f"{'own-bare':>9}   (CPU µs per request, median; requests per variant: {TIMED['json']:,} JSON, "
         f"{TIMED['history']:,} JSON with a {len(HISTORY_REQUEST) // 1000} KB history, {TIMED['sse20']:,} SSE-20, "
         f"{TIMED['sse220']:,} SSE-220)"
     )
@@ -282,68 +370,51 @@ def main() -> int:
         r = results[label]
         print(
             f"{label:8} {r['bare']:9.1f} {r['stock']:9.1f} {r['layer']:9.1f} {r['own']:9.1f}   "
-            f"{r['stock'] - r['bare']:10.1f} {r['layer'] - r['stock']:11.1f} {r['own'] - r['stock']:9.1f}"
+            f"{r['stock'] - r['bare']:10.1f} {r['layer'] - r['stock']:11.1f} {r['own'] - r['bare']:9.1f}"
         )
-    # How fast this machine runs today: the stock middleware's cost against its reference figure,
-    # per kind of response (the yardstick for that kind's targets).
-    factors = {
-        "json": (results["json"]["stock"] - results["json"]["bare"]) / ANCHOR_STOCK_JSON_US,
-        "sse20": (results["sse20"]["stock"] - results["sse20"]["bare"]) / ANCHOR_STOCK_SSE_US,
-    }
+    reference = results["reference"]
+    print(
+        f"plain SDK span with the interaction's attributes ({len(shapes['json']['attributes'])} on JSON, "
+        f"{len(shapes['sse20']['attributes'])} on SSE): {reference['plain span json']:.1f} / "
+        f"{reference['plain span sse20']:.1f} µs; the reference's 8-attribute span, set one by one: "
+        f"{reference['sdk span']:.1f} µs; parsing a {len(json.dumps(COMPLETION)) / 1000:.1f} KB completion "
+        f"{reference['parse']:.1f} µs"
+    )
     per_chunk = (
         (results["sse220"]["layer"] - results["sse220"]["stock"])
         - (results["sse20"]["layer"] - results["sse20"]["stock"])
     ) / 200  # 200 extra chunks: a difference well above the run-to-run noise
+    stock_per_chunk = (
+        (results["sse220"]["stock"] - results["sse220"]["bare"])
+        - (results["sse20"]["stock"] - results["sse20"]["bare"])
+    ) / 200
     history_extra = (results["history"]["layer"] - results["history"]["stock"]) - (
         results["json"]["layer"] - results["json"]["stock"]
     )
     print(
-        f"\na request carrying its {len(HISTORY_REQUEST) // 1000} KB history: the analytics layer adds "
-        f"{history_extra:.1f} µs more than to the small one ({history_extra / factors['json']:.1f} reference µs; "
-        "no target names a size: informational)"
-    )
-    print(
-        f"machine speed: the stock middleware adds {factors['json']:.2f}x its reference figure on JSON "
-        f"({ANCHOR_STOCK_JSON_US:g} µs) and {factors['sse20']:.2f}x on SSE-20 ({ANCHOR_STOCK_SSE_US:g} µs): "
-        "the targets are µs on that reference machine, so figures here are divided by that factor"
-    )
-    span, parse = results["reference"]["sdk span"], results["reference"]["parse"]
-    print(
-        f"the issue's other reference figures, measured after: one SDK span with 8 attributes {span:.1f} µs "
-        f"({span / ANCHOR_SDK_SPAN_US:.2f}x its {ANCHOR_SDK_SPAN_US:g} µs), parsing a "
-        f"{len(json.dumps(COMPLETION)) / 1000:.1f} KB completion {parse:.1f} µs ({parse / ANCHOR_PARSE_US:.2f}x "
-        f"its {ANCHOR_PARSE_US:g} µs). They are not the yardstick: the stock middleware is like for like "
-        "(an ASGI layer around the same app, an SDK span among its work), where a microbenchmark that ran "
-        "slower against its figure would make the layer's cost look smaller"
-    )
-    print(
-        f"by the verdicts' yardstick, that one SDK span alone is {span / factors['json']:.1f} reference µs: "
-        f"{span / factors['json'] / 40:.0%} of target 1's whole budget (40), which also pays for the "
-        "interaction's other attributes, the session linkage, the usage parse and the cost"
+        f"per extra SSE chunk: the layer adds {per_chunk:.2f} µs, the stock middleware {stock_per_chunk:.2f} µs "
+        f"(informational); a request carrying its {len(HISTORY_REQUEST) // 1000} KB history: the layer adds "
+        f"{history_extra:.1f} µs more than to the small one (informational)"
     )
     delay = 0.02
     ttfb = first_chunk_times(delay)
     print(
         f"\ntime to first SSE chunk over HTTP (fake LLM first-token delay {delay * 1e3:g} ms), median ms: "
         f"bare {ttfb['bare']:.2f}, stock {ttfb['stock']:.2f}, analytics (its own server span) "
-        f"{ttfb['analytics']:.2f}, layer (stock + analytics) {ttfb['layer']:.2f}"
+        f"{ttfb['analytics']:.2f}, layer (stock + analytics) {ttfb['layer']:.2f}\n"
     )
-    print("\nverdicts in reference µs (µs here / the machine-speed factor of the same kind of response):")
-
-    def scaled(label: str, endpoint: str, variant: str, target: float) -> bool:
-        """A CPU target: ``variant`` minus the stock middleware on ``endpoint``, in reference µs."""
-        measured = results[endpoint][variant] - results[endpoint]["stock"]
-        return verdict(label, measured / factors[endpoint], target, "reference µs", note=f" [{measured:.1f} µs here]")
-
-    checks = [
-        scaled("1a. JSON: added by the analytics layer (server span present)", "json", "layer", 40),
-        scaled("1b. JSON: own server span vs stock", "json", "own", 40),
-        scaled("2a. SSE 20 chunks: added by the analytics layer", "sse20", "layer", 50),
-        per_chunk_verdict(per_chunk, factors["sse20"]),
-        scaled("2c. SSE 20 chunks: own server span vs stock", "sse20", "own", 50),
-        verdict("3.  time to first SSE chunk vs bare", ttfb["analytics"] / ttfb["bare"], 1.05, "x"),
-        verdict("3b. time to first SSE chunk, layer vs stock", ttfb["layer"] / ttfb["stock"], 1.05, "x"),
-    ]
+    checks = ratios(results)
+    checks.append(
+        judge(
+            "3",
+            "time to the first SSE chunk, the middleware vs the bare app",
+            ttfb["analytics"],
+            ttfb["bare"],
+            LIMIT_FIRST_CHUNK,
+            unit="ms",
+            yardstick_name="bare app",
+        )
+    )
     return 0 if QUICK or all(checks) else 1
 
 

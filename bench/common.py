@@ -125,14 +125,76 @@ def rounds(variants: dict[str, Callable[[], float]], count: int, statistic: str 
     return {name: summarise(values, statistic) for name, values in results.items()}
 
 
+RESULTS = "BENCH_RESULTS"
+"""The variable ``make bench`` (bench/run_all.py) sets to a file where each verdict is appended
+as a JSON line, for the one table it prints at the end."""
+
+
+def judge(
+    target: str,
+    label: str,
+    figure: float,
+    yardstick: float | None,
+    limit: float,
+    *,
+    unit: str,
+    yardstick_name: str = "",
+    higher_is_better: bool = False,
+    kind: str = "cpu",
+    note: str = "",
+) -> bool:
+    """A target judged as a ratio: ``figure / yardstick`` (both measured in this run) against
+    ``limit``; with no yardstick, ``figure`` itself against ``limit`` (a count that must be 0, a
+    bound). ``kind``: ``cpu`` or ``instructions`` (the same target counted by callgrind, which
+    the table uses to tell noise from a miss). Printed, and recorded for the table."""
+    ratio = figure / yardstick if yardstick else figure
+    ok = ratio >= limit if higher_is_better else ratio <= limit
+    status = "n/a" if QUICK else ("PASS" if ok else "FAIL")
+    sign = ">=" if higher_is_better else "<="
+    if yardstick:
+        shown = f"{figure:,.2f} {unit} / {yardstick:,.2f} {unit} ({yardstick_name}) = {ratio:.2f}x"
+        print(f"  {status:4}  {target} {label}: {shown} (limit {sign} {limit:g}x){note}")
+    else:
+        print(f"  {status:4}  {target} {label}: {figure:,.2f} {unit} (limit {sign} {limit:g} {unit}){note}")
+    path = os.environ.get(RESULTS)
+    if path:
+        record = {
+            "target": target,
+            "label": label,
+            "figure": figure,
+            "yardstick": yardstick,
+            "yardstick_name": yardstick_name,
+            "ratio": ratio if yardstick else None,
+            "limit": limit,
+            "higher_is_better": higher_is_better,
+            "unit": unit,
+            "kind": kind,
+            "ok": ok,
+            "quick": QUICK,
+            "bench": os.environ.get("BENCH_NAME", ""),
+        }
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+    return ok
+
+
 def verdict(
     label: str, measured: float, target: float, unit: str, *, lower_is_better: bool = True, note: str = ""
 ) -> bool:
-    ok = measured <= target if lower_is_better else measured >= target
-    status = "n/a (quick run)" if QUICK else ("PASS" if ok else "FAIL")
-    sign = "<=" if lower_is_better else ">="
-    print(f"  {status:5}  {label}: {measured:.2f} {unit} (target {sign} {target:g} {unit}){note}")
-    return ok
+    """A ratio measured already (``unit`` ``x``), or a figure against a fixed limit: recorded as
+    :func:`judge` records, its target the label's leading number ("8a. ...")."""
+    number, _, rest = label.partition(" ")
+    target_id = number.rstrip(".") if number[:1].isdigit() else ""
+    return judge(
+        target_id or label,
+        rest if target_id else "",
+        measured,
+        None,
+        target,
+        unit=unit,
+        higher_is_better=not lower_is_better,
+        note=note,
+    )
 
 
 def header(title: str, method: str) -> None:
