@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
-from .config import DEFAULT_TRACKER_URL
 from .errors import ConfigurationError
+from .settings import DEFAULT_TRACKER_URL
 
 
 def _ids(args: argparse.Namespace) -> int:
@@ -30,8 +30,8 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _price(args: argparse.Namespace) -> int:
-    from .config import Settings
     from .pricing import PriceBook, cost_of, format_usd
+    from .settings import Settings
     from .usage import Usage
 
     book = PriceBook(Settings.load().pricing_file)

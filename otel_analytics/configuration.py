@@ -36,12 +36,12 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from . import runtime as _runtime
 from ._fork import rebuild_in_forked_child
 from ._guard import warn_once
-from .config import EXPORTER_NAMES, Settings
 from .errors import ConfigurationError
 from .exporters import build_exporter, build_processor
 from .exporters.metrics import MeterSetup, meter_setup
 from .metrics import metrics_for
 from .runtime import INSTRUMENTATION_SCOPE, Runtime
+from .settings import EXPORTER_NAMES, Settings
 
 _logger = logging.getLogger("otel_analytics")
 _lock = threading.Lock()

@@ -24,11 +24,11 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from ._guard import warn_once
 from ._version import __version__
-from .config import Settings
 from .errors import ConfigurationError
 from .finished_spans import FinishedSpans
 from .metrics import GenAIMetrics
 from .pricing import NewNameBudget, PriceBook
+from .settings import Settings
 
 INSTRUMENTATION_SCOPE = "otel_analytics"
 

@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_analytics as oa
 from otel_analytics import exporters as exporter_registry
-from otel_analytics.config import Settings
 from otel_analytics.errors import ConfigurationError
+from otel_analytics.settings import Settings
 from tests.helpers import run_python
 
 
@@ -91,7 +91,7 @@ def test_joins_an_existing_provider_and_exports_only_its_own_spans(clean_env: py
     provider.add_span_processor(SimpleSpanProcessor(theirs))
     ours = InMemorySpanExporter()
     exporter_registry.FACTORIES["memory"] = lambda settings: ours
-    clean_env.setattr("otel_analytics.config.EXPORTER_NAMES", ("console", "otlp", "none", "memory"))
+    clean_env.setattr("otel_analytics.settings.EXPORTER_NAMES", ("console", "otlp", "none", "memory"))
     try:
         handle = oa.configure(tracer_provider=provider, exporters="memory")
         try:
@@ -179,7 +179,7 @@ def test_flush_and_shutdown_return_within_their_timeout_when_an_exporter_hangs(
     hanging, counting = HangingExporter(), CountingExporter()
     exporter_registry.FACTORIES["hang"] = lambda settings: hanging
     exporter_registry.FACTORIES["count"] = lambda settings: counting
-    clean_env.setattr("otel_analytics.config.EXPORTER_NAMES", ("hang", "count"))
+    clean_env.setattr("otel_analytics.settings.EXPORTER_NAMES", ("hang", "count"))
     clean_env.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
     try:
         handle = oa.configure(tracer_provider=TracerProvider(), exporters="hang,count")

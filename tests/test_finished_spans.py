@@ -30,10 +30,10 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.util.types import Attributes
 
-from otel_analytics.config import Settings
 from otel_analytics.context import SessionRef
 from otel_analytics.recording import emit_interaction
 from otel_analytics.runtime import Runtime
+from otel_analytics.settings import Settings
 from otel_analytics.usage import Usage
 from tests.fake_tracker import FakeTracker
 

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
 import otel_analytics as oa
-from otel_analytics.config import Settings
 from otel_analytics.errors import ConfigurationError
 from otel_analytics.exporters.tracker import TrackerSpanExporter
 from otel_analytics.pricing import NewNameBudget, Price, PriceBook, cost_of, format_usd, infer_provider, micro_cents
 from otel_analytics.runtime import Runtime
+from otel_analytics.settings import Settings
 from otel_analytics.testing import CaptureAnalytics
 from otel_analytics.usage import Usage
 from tests.conftest import LocalTracker

@@ -12,7 +12,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from ..config import parse_bool
+from ..settings import parse_bool
 
 
 class LLMCallsInstrumentor(BaseInstrumentor):  # type: ignore[misc]

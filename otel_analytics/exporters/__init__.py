@@ -15,8 +15,8 @@ from collections.abc import Callable
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-from ..config import Settings
 from ..errors import ConfigurationError
+from ..settings import Settings
 
 
 def _console(settings: Settings) -> SpanExporter:

@@ -36,9 +36,9 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 
-from ..config import Settings, parse_metrics_exporters
 from ..errors import ConfigurationError
 from ..metrics_export import Histograms, WithHistograms, merged
+from ..settings import Settings, parse_metrics_exporters
 
 _logger = logging.getLogger("otel_analytics")
 _OTEL_ALIASES = {"otlp_proto_http": "otlp", "otlp_proto_grpc": "otlp"}

@@ -46,7 +46,6 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from .._fork import rebuild_in_forked_child
 from .._guard import warn_once
 from .._json import dumps, loads
-from ..config import Settings
 from ..contract import (
     INTERACTION,
     INTERACTION_BATCH,
@@ -58,6 +57,7 @@ from ..contract import (
     to_call,
 )
 from ..errors import ConfigurationError
+from ..settings import Settings
 from .daemon_pool import DaemonPool
 
 _logger = logging.getLogger("otel_analytics")
