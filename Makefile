@@ -20,12 +20,12 @@ BENCH_STAMP   := $(BENCH_VENV)/.installed-stamp
 # installed when missing and when this runs as root, as CI does (a browser download cannot work).
 CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
 
-.PHONY: test lint demo dashboard bench install phoenix legacy-sdks chromium clean
+.PHONY: test lint docs demo dashboard bench install phoenix legacy-sdks chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all,test]'
+	$(BIN)/python -m pip install --quiet -e '.[all,test,docs]'
 	touch $(STAMP)
 
 $(PHOENIX_STAMP):
@@ -66,7 +66,12 @@ chromium:
 	  fi; \
 	fi
 
-test: lint $(PHOENIX_STAMP) $(LEGACY_STAMP) chromium
+# The documentation site, in build/site; strict: a broken link or a docstring reference that no
+# longer exists is an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint docs $(PHOENIX_STAMP) $(LEGACY_STAMP) chromium
 	PHOENIX=$(PHOENIX_VENV)/bin/phoenix LEGACY_SDKS_PYTHON=$(LEGACY_VENV)/bin/python REQUIRE_BROWSER=1 $(BIN)/pytest
 
 bench: $(BENCH_STAMP)

@@ -9,7 +9,7 @@ from otel_analytics.ids import session_root_span_id, session_trace_id
 
 
 def test_fixed_vector_matches_the_documented_rule() -> None:
-    # The README's worked example: reproduce it in any language.
+    # The worked example of docs/sessions.md: reproduce it in any language.
     assert format(session_trace_id("conv-1"), "032x") == "13b3ce507342d66227f23126117dec32"
     assert format(session_root_span_id("conv-1"), "016x") == "f629897a679b472f"
     digest = hashlib.sha256(b"otel-analytics/v1/trace\x00conv-1").digest()
