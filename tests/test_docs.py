@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from otel_analytics.ids import session_root_span_id, session_trace_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +54,6 @@ def test_the_worked_example_is_the_codes() -> None:
 
 
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
-    pytest.importorskip("mkdocs")
     built = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
         cwd=ROOT,

@@ -109,3 +109,19 @@ def test_console_and_otlp_at_once(
         handle.shutdown()
     assert [s["name"] for s in otlp_http_receiver.wait_for(1)] == ["api"]
     assert '"name": "api"' in capfd.readouterr().out
+
+
+def test_each_signal_takes_its_own_protocol_variable_first(clean_env: pytest.MonkeyPatch) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+
+    from otel_analytics.errors import ConfigurationError
+    from otel_analytics.exporters.otlp import otlp_exporter
+
+    clean_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    clean_env.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+    assert isinstance(otlp_exporter("traces"), HttpSpans)
+    assert isinstance(otlp_exporter("metrics"), GrpcMetrics)
+    clean_env.setenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")
+    with pytest.raises(ConfigurationError, match="OTEL_EXPORTER_OTLP_METRICS_PROTOCOL='http/json' is not supported"):
+        otlp_exporter("metrics")

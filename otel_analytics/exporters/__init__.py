@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from ..errors import ConfigurationError
 from ..settings import Settings
+from .otlp import otlp_exporter
 
 
 def _console(settings: Settings) -> SpanExporter:
@@ -24,27 +25,8 @@ def _console(settings: Settings) -> SpanExporter:
 
 
 def _otlp(settings: Settings) -> SpanExporter:
-    """OTLP per the standard variables; ``http/protobuf`` unless ``grpc`` is asked for."""
-    protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
-        or "http/protobuf"
-    )
-    if protocol == "grpc":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-        except ImportError as exc:
-            raise ConfigurationError(
-                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter: pip install 'otel-analytics[grpc]'."
-            ) from exc
-        return GrpcExporter()
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-    except ImportError as exc:
-        raise ConfigurationError(
-            "The otlp exporter needs the OTLP/HTTP exporter: pip install 'otel-analytics[otlp]'."
-        ) from exc
-    return HttpExporter()
+    exporter: SpanExporter = otlp_exporter("traces")
+    return exporter
 
 
 def _tracker(settings: Settings) -> SpanExporter:

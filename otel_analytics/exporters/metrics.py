@@ -39,6 +39,7 @@ from opentelemetry.sdk.resources import Resource
 from ..errors import ConfigurationError
 from ..metrics_export import Histograms, WithHistograms, merged
 from ..settings import Settings, parse_metrics_exporters
+from .otlp import otlp_exporter
 
 _logger = logging.getLogger("otel_analytics")
 _OTEL_ALIASES = {"otlp_proto_http": "otlp", "otlp_proto_grpc": "otlp"}
@@ -133,30 +134,8 @@ def periodic_reader(
 
 
 def _otlp() -> MetricExporter:
-    protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "").strip()
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
-        or "http/protobuf"
-    )
-    if protocol == "grpc":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
-        except ImportError as exc:
-            raise ConfigurationError(
-                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter: pip install 'otel-analytics[grpc]'."
-            ) from exc
-        return Grpc()
-    if protocol != "http/protobuf":
-        raise ConfigurationError(
-            f"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL={protocol!r} is not supported; accepted values: http/protobuf, grpc."
-        )
-    try:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
-    except ImportError as exc:
-        raise ConfigurationError(
-            "The otlp exporter needs the OTLP/HTTP exporter: pip install 'otel-analytics[otlp]'."
-        ) from exc
-    return Http()
+    exporter: MetricExporter = otlp_exporter("metrics")
+    return exporter
 
 
 def _temporality() -> dict[type, AggregationTemporality]:
