@@ -51,7 +51,10 @@ from ..runtime import INSTRUMENTATION_SCOPE, Runtime
 from ..usage import Usage
 from .endpoints import Endpoint
 
-_REQUEST_KEYS = ("model", "stream", "messages", "input", "system")
+_REQUEST_KEYS = ("model", "stream")
+_REQUEST_KEYS_WITH_CONTENT = ("model", "stream", "messages", "input")
+"""What a request is read for; its messages only with content capture on (the others are skipped
+unbuilt: a request carrying a long history costs no Python object per message)."""
 _TERMINAL = ("stop", "end_turn", "completed", "length", "max_tokens", "tool_calls", "tool_use")
 
 
@@ -369,7 +372,7 @@ def _request(content: bytes | None, cap: int, with_content: bool) -> tuple[str |
     """The requested model, whether it streams, and (with content capture on) its messages."""
     if not content or len(content) > cap:
         return None, False, None
-    values = top_level(content, _REQUEST_KEYS)
+    values = top_level(content, _REQUEST_KEYS_WITH_CONTENT if with_content else _REQUEST_KEYS)
     if values is None:
         return None, False, None
     model = clean(values[0]) if isinstance(values[0], str) and 0 < len(values[0]) <= 256 else None
