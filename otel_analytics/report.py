@@ -257,13 +257,24 @@ _SESSION_COLUMNS = (
 )
 
 
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting as a formula would (``=``, ``+``,
+    ``-``, ``@``, a tab or a carriage return) gets a leading ``'``; ids and names are users' text.
+    ``None`` is an empty cell; numbers are kept."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def as_csv(report: Report) -> str:
     """One row a session, its cost in micro-cents (exact) and dollars."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(_SESSION_COLUMNS)
     for s in report.sessions:
-        writer.writerow([*(s[c] for c in _SESSION_COLUMNS[:9]), s["cost"]["micro_cents"], s["cost"]["usd"]])
+        writer.writerow([*(csv_cell(s[c]) for c in _SESSION_COLUMNS[:9]), s["cost"]["micro_cents"], s["cost"]["usd"]])
     return out.getvalue().rstrip("\n")
 
 
@@ -302,7 +313,7 @@ def session_report(reader: TrackerReader, session_id: str, output: str = "table"
         columns = ["timestamp", "type", "model_name", "prompt_tokens", "completion_tokens", "duration_ms", "status"]
         writer.writerow([*columns, "cost_micro_cents"])
         for item in interactions:
-            writer.writerow([*(item.get(c) for c in columns), item["total_cost"]["micro_cents"]])
+            writer.writerow([*(csv_cell(item.get(c)) for c in columns), item["total_cost"]["micro_cents"]])
         return out.getvalue().rstrip("\n")
     rows = []
     for item in interactions:

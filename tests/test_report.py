@@ -150,3 +150,20 @@ def test_help_has_no_markup() -> None:
                 stack.extend(action.choices.values())
     for text in texts:
         assert "``" not in text and ":func:" not in text and ".. " not in text, text
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(local_tracker: LocalTracker) -> None:
+    hostile = '=HYPERLINK("http://x","y")'
+    body = {
+        "session_id": hostile,
+        "user_id": "@user",
+        "type": "chat",
+        "timestamp": stamp(-timedelta(minutes=1)),
+        "model_name": "+gpt-4o",
+        "prompt_tokens": 10,
+    }
+    assert local_tracker.client.post("/v1/track/interaction", json=body).status_code == 202
+    (row,) = csv.DictReader(io.StringIO(report(local_tracker, "--format", "csv")))
+    assert (row["id"], row["user_id"]) == ("'" + hostile, "'@user")
+    (item,) = csv.DictReader(io.StringIO(report(local_tracker, "--session", hostile, "--format", "csv")))
+    assert item["model_name"] == "'+gpt-4o" and item["prompt_tokens"] == "10"

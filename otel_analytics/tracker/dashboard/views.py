@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from ...report import money
+from ...report import csv_cell, money
 from ..store import Store
 from .access import COOKIE, Access, Viewer, secure
 from .queries import SORTS, Dashboard, Period, SessionFilters
@@ -129,25 +129,16 @@ def _key(raw: str | None) -> tuple[Any, str] | None:
 
 
 def _csv(columns: Sequence[str], rows: Sequence[dict[str, Any]], filename: str, complete: bool = True) -> Response:
-    """A CSV download. Cells that a spreadsheet would read as a formula (``=``, ``+``, ``-``,
-    ``@`` first) are written with a leading ``'``: ids and names are the users' text."""
+    """A CSV download, its cells made safe for a spreadsheet (:func:`csv_cell`)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([csv_cell(row.get(c)) for c in columns])
     headers = {"content-disposition": f'attachment; filename="{filename}"'}
     if not complete:
         headers["x-export-truncated"] = f"first {len(rows)} rows"
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 _SESSION_COLUMNS = (
