@@ -19,9 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from bench.dashboard_data import populate
-from otel_analytics.tracker.dashboard.access import CSP
+from otel_analytics.tracker.dashboard.access import COOKIE, CSP, MAX_SIGN_INS, SIGN_IN_SECONDS, Access, Viewer
 from otel_analytics.tracker.store import Store
 from tests.conftest import LocalTracker
 
@@ -451,3 +452,46 @@ def test_a_new_store_has_the_indexes_the_pages_read(tmp_path: Path) -> None:
             assert "TEMP B-TREE" not in plan, (name, plan)
     finally:
         store.close()
+
+
+def test_a_sign_in_expires_and_signing_out_ends_it_on_the_tracker(guarded: LocalTracker) -> None:
+    answer = guarded.client.post("/login", data={"token": "admin-secret", "next": "/"})
+    assert f"Max-Age={12 * 3600}" in answer.headers["set-cookie"]
+    browser = _sign_in(guarded, "admin-secret")
+    try:
+        copied = dict(browser.cookies)
+        assert browser.post("/logout").status_code == 303
+        # The cookie copied before signing out is refused: the sign-in ended on the tracker.
+        with httpx.Client(base_url=guarded.url, cookies=copied, timeout=10) as elsewhere:
+            replay = elsewhere.get("/sessions")
+        assert replay.status_code == 303 and replay.headers["location"].startswith("/login")
+    finally:
+        browser.close()
+    with (
+        contextlib.closing(_sign_in(guarded, "admin-secret")) as one,
+        contextlib.closing(_sign_in(guarded, "admin-secret")) as other,
+    ):
+        assert one.cookies[COOKIE] != other.cookies[COOKIE]  # each sign-in its own
+
+
+def test_sign_ins_last_their_time_and_are_bounded() -> None:
+    now = [1000.0]
+    access = Access([("admin-secret", None), ("alice-secret", "alice")], clock=lambda: now[0])
+
+    def viewer(cookie: str | None) -> Viewer | None:
+        headers = [(b"cookie", f"{COOKIE}={cookie}".encode())] if cookie else []
+        return access.viewer(Request({"type": "http", "headers": headers, "client": ("10.0.0.9", 1)}))
+
+    assert access.sign_in("guess") is None
+    alice = access.sign_in("alice-secret")
+    assert alice is not None and "alice-secret" not in alice
+    found = viewer(alice)
+    assert found is not None and found.user_id == "alice"
+    now[0] += SIGN_IN_SECONDS - 1
+    assert viewer(alice) is not None
+    now[0] += 2
+    assert viewer(alice) is None and viewer("not-a-sign-in") is None
+    first = access.sign_in("admin-secret")
+    for _ in range(MAX_SIGN_INS):
+        access.sign_in("admin-secret")
+    assert viewer(first) is None  # the oldest forgotten past the bound

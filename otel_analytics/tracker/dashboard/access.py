@@ -3,25 +3,32 @@
 - With no token configured, the dashboard answers loopback clients only (as the tracker listens
   on loopback by default): anyone else gets 403 and how to configure a token.
 - With tokens, a person signs in once (``/login``, the token in a form) and gets an HttpOnly,
-  SameSite=Strict cookie (``Secure`` behind HTTPS), valid while the tracker runs; ``/logout``
-  ends it. A user-scoped token sees only its user's sessions, everywhere (exports included). An
-  ``Authorization: Bearer`` header works as well (for scripts downloading exports).
+  SameSite=Strict cookie (``Secure`` behind HTTPS): a random sign-in id the tracker keeps in
+  memory, valid for :data:`SIGN_IN_SECONDS` (12 h) or until ``/logout`` ends it on the server
+  (a copy of the cookie is refused from then on) or the tracker restarts. A user-scoped token
+  sees only its user's sessions, everywhere (exports included). An ``Authorization: Bearer``
+  header works as well (for scripts downloading exports).
 - Every answer carries a Content-Security-Policy with no inline script and no framing,
   ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 COOKIE = "otel_analytics_dashboard"
+SIGN_IN_SECONDS = 12 * 3600
+"""How long a sign-in lasts (the cookie's ``Max-Age`` and the tracker's own limit)."""
+MAX_SIGN_INS = 10_000
+"""Sign-ins kept at once; past it the oldest is forgotten (its person signs in again)."""
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
@@ -47,26 +54,46 @@ class Access:
     """The dashboard's sign-in, over the tracker's tokens (``token -> user`` for scoped ones;
     ``None`` for the admin token)."""
 
-    def __init__(self, tokens: Iterable[tuple[str, str | None]]) -> None:
-        self._secret = secrets.token_bytes(32)  # cookies last while this tracker runs
+    def __init__(
+        self, tokens: Iterable[tuple[str, str | None]], *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._tokens = [(token.encode(), user) for token, user in tokens]
-        self._sessions = {self._cookie_of(token): user for token, user in self._tokens}
+        self._clock = clock
+        self._signed_in: OrderedDict[str, tuple[str | None, float]] = OrderedDict()  # id -> user, expiry
 
     @property
     def required(self) -> bool:
         return bool(self._tokens)
 
-    def _cookie_of(self, token: bytes) -> str:
-        return hmac.new(self._secret, token, hashlib.sha256).hexdigest()
+    def _token(self, presented: str) -> tuple[bool, str | None]:
+        """Whether ``presented`` is one of the tokens, and its user (compared in constant time,
+        with every token)."""
+        candidate, found, user = presented.strip().encode(), False, None
+        for token, scope in self._tokens:
+            if hmac.compare_digest(candidate, token):
+                found, user = True, scope
+        return found, user
 
     def sign_in(self, presented: str) -> str | None:
-        """The cookie value for a token, or ``None`` for a wrong one (compared in constant time,
-        with every token)."""
-        candidate, found = presented.strip().encode(), None
-        for token, _ in self._tokens:
-            if hmac.compare_digest(candidate, token):
-                found = token
-        return self._cookie_of(found) if found is not None else None
+        """A new sign-in's cookie value for a token, or ``None`` for a wrong one."""
+        found, user = self._token(presented)
+        if not found:
+            return None
+        now = self._clock()
+        while self._signed_in:  # the oldest first: forget the expired, and any past the bound
+            oldest, (_, expires) = next(iter(self._signed_in.items()))
+            if expires > now and len(self._signed_in) < MAX_SIGN_INS:
+                break
+            del self._signed_in[oldest]
+        value = secrets.token_urlsafe(32)
+        self._signed_in[value] = (user, now + SIGN_IN_SECONDS)
+        return value
+
+    def sign_out(self, request: Request) -> None:
+        """End the request's sign-in on the server: its cookie no longer works, wherever copied."""
+        cookie = request.cookies.get(COOKIE)
+        if cookie:
+            self._signed_in.pop(cookie, None)
 
     def viewer(self, request: Request) -> Viewer | None:
         """Who the request is from; ``None``: not signed in (or, with no token, not on loopback)."""
@@ -74,14 +101,17 @@ class Access:
             return Viewer(None) if _loopback(request) else None
         cookie = request.cookies.get(COOKIE)
         if cookie:
-            for known, user in self._sessions.items():
-                if hmac.compare_digest(cookie.encode(), known.encode()):
-                    return Viewer(user)
+            # A random 256-bit id looked up, as a session store does: nothing to learn from timing.
+            found = self._signed_in.get(cookie)
+            if found is not None:
+                if found[1] > self._clock():
+                    return Viewer(found[0])
+                del self._signed_in[cookie]
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and presented:
-            value = self.sign_in(presented)
-            if value is not None:
-                return Viewer(self._sessions[value])
+            known, user = self._token(presented)
+            if known:
+                return Viewer(user)
         return None
 
 

@@ -28,7 +28,7 @@ from starlette.templating import Jinja2Templates
 
 from ...report import csv_cell, money
 from ..store import Store
-from .access import COOKIE, Access, Viewer, secure
+from .access import COOKIE, SIGN_IN_SECONDS, Access, Viewer, secure
 from .queries import SORTS, Dashboard, Period, SessionFilters
 
 EXPORT_LIMIT = 100_000
@@ -317,10 +317,19 @@ class Views:
         if cookie is None:
             return self._page(request, "login.html", Viewer(None), status=401, next=target, error=True)
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict", secure=secure(request), path="/")
+        response.set_cookie(
+            COOKIE,
+            cookie,
+            max_age=SIGN_IN_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=secure(request),
+            path="/",
+        )
         return response
 
     async def logout(self, request: Request) -> Response:
+        self.access.sign_out(request)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=secure(request))
         return response
