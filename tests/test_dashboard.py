@@ -495,3 +495,20 @@ def test_sign_ins_last_their_time_and_are_bounded() -> None:
     for _ in range(MAX_SIGN_INS):
         access.sign_in("admin-secret")
     assert viewer(first) is None  # the oldest forgotten past the bound
+
+
+def test_a_sign_in_or_out_posted_from_another_site_is_refused(guarded: LocalTracker) -> None:
+    form = {"token": "admin-secret", "next": "/"}
+    for headers in (
+        {"origin": "https://evil.example"},
+        {"sec-fetch-site": "cross-site", "origin": "null"},
+        {"sec-fetch-site": "same-site", "origin": "null"},  # a sibling subdomain
+    ):
+        forged = guarded.client.post("/login", data=form, headers=headers)
+        assert forged.status_code == 403 and "set-cookie" not in forged.headers, headers
+        assert guarded.client.post("/logout", headers=headers).status_code == 403, headers
+    # What Chromium sends from the login page (Origin null under Referrer-Policy: no-referrer),
+    # an older browser, and a script.
+    for headers in ({"sec-fetch-site": "same-origin", "origin": "null"}, {"origin": guarded.url}, {}):
+        same = guarded.client.post("/login", data=form, headers=headers)
+        assert same.status_code == 303 and COOKIE in same.headers["set-cookie"], headers

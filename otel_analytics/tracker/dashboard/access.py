@@ -7,7 +7,8 @@
   memory, valid for :data:`SIGN_IN_SECONDS` (12 h) or until ``/logout`` ends it on the server
   (a copy of the cookie is refused from then on) or the tracker restarts. A user-scoped token
   sees only its user's sessions, everywhere (exports included). An ``Authorization: Bearer``
-  header works as well (for scripts downloading exports).
+  header works as well (for scripts downloading exports). A sign-in or sign-out posted from
+  another site is refused (:func:`cross_site`).
 - Every answer carries a Content-Security-Policy with no inline script and no framing,
   ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``.
 """
@@ -20,6 +21,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -113,6 +115,21 @@ class Access:
             if known:
                 return Viewer(user)
         return None
+
+
+def cross_site(request: Request) -> bool:
+    """A form posted from another site (a forged sign-in or sign-out). Browsers say where a
+    request comes from in ``Sec-Fetch-Site``: only ``same-origin`` and ``none`` (typed, or a
+    bookmark) pass. Without it (an older browser), an ``Origin`` naming another host is refused;
+    ``Origin: null`` is what a browser sends here under ``Referrer-Policy: no-referrer``, so it is
+    not. A request with neither (a script) is not refused."""
+    fetched_from = request.headers.get("sec-fetch-site")
+    if fetched_from is not None:
+        return fetched_from.lower() not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return False
+    return urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
 
 
 def _loopback(request: Request) -> bool:

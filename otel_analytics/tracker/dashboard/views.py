@@ -28,7 +28,7 @@ from starlette.templating import Jinja2Templates
 
 from ...report import csv_cell, money
 from ..store import Store
-from .access import COOKIE, SIGN_IN_SECONDS, Access, Viewer, secure
+from .access import COOKIE, SIGN_IN_SECONDS, Access, Viewer, cross_site, secure
 from .queries import SORTS, Dashboard, Period, SessionFilters
 
 EXPORT_LIMIT = 100_000
@@ -310,6 +310,8 @@ class Views:
         return self._page(request, "login.html", Viewer(None), next=_safe_next(request.query_params.get("next")))
 
     async def login(self, request: Request) -> Response:
+        if cross_site(request):
+            return PlainTextResponse("A sign-in must come from the dashboard's own page.", status_code=403)
         form = parse_qs((await request.body())[:8192].decode("utf-8", "replace"))
         token = (form.get("token") or [""])[0]
         target = _safe_next((form.get("next") or ["/"])[0])
@@ -329,6 +331,8 @@ class Views:
         return response
 
     async def logout(self, request: Request) -> Response:
+        if cross_site(request):
+            return PlainTextResponse("A sign-out must come from the dashboard's own page.", status_code=403)
         self.access.sign_out(request)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=secure(request))
