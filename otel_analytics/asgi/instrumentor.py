@@ -12,7 +12,7 @@ An app that also calls ``instrument_app`` is recorded once (the layers see each 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -38,21 +38,24 @@ class ASGIAppsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()  # Starlette, FastAPI or both: whichever is installed
 
     def _instrument(self, **kwargs: Any) -> None:
-        for module_name, class_name in _CLASSES:
-            try:
-                cls = getattr(importlib.import_module(module_name), class_name)
-            except (ImportError, AttributeError):
-                continue
-            current = cls.__dict__.get("build_middleware_stack")
-            if current is not None and not hasattr(current, _MARK):
+        for cls, current in _stacks():
+            if not hasattr(current, _MARK):
                 cls.build_middleware_stack = _wrapping(current)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for module_name, class_name in _CLASSES:
-            try:
-                cls = getattr(importlib.import_module(module_name), class_name)
-            except (ImportError, AttributeError):
-                continue
-            current = cls.__dict__.get("build_middleware_stack")
-            if current is not None and hasattr(current, _MARK):
+        for cls, current in _stacks():
+            if hasattr(current, _MARK):
                 cls.build_middleware_stack = getattr(current, _MARK)
+
+
+def _stacks() -> Iterator[tuple[Any, Any]]:
+    """Each installed app class (Starlette, FastAPI) that defines ``build_middleware_stack``
+    itself, with that method as it is now."""
+    for module_name, class_name in _CLASSES:
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        current = cls.__dict__.get("build_middleware_stack")
+        if current is not None:
+            yield cls, current
