@@ -3,9 +3,11 @@
 As a decorator it handles sync and async functions, generators and async generators. The span
 ends when the work really ends: on return, on exhaustion of a stream, on early ``close()`` /
 ``aclose()``, on an exception (recorded, status error, re-raised unchanged) and on cancellation.
-A generator's span is made current only while the generator body runs a step, and the wrappers
-await the wrapped generator directly (no task per ``__anext__``), so ``asyncio.timeout`` and
-contextvars behave as without us.
+A generator's span is current only while its body runs: a sync generator's body runs in a
+context of its own (copied from the consumer's at the first step, as a task's is), so what it
+sets stays set from step to step and never leaks into the consumer; an async generator's span is
+attached around each step, and the wrapper awaits the wrapped generator directly (no task per
+``__anext__``), so ``asyncio.timeout`` and the current task are as without us.
 
 When ``record_usage`` was not called, usage is read from the return value or the streamed chunks
 if they are OpenAI- or Anthropic-shaped.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -270,23 +272,29 @@ class interaction:
 
 
 def _traced_generator(gen: Generator[Any, Any, Any], recording: Recording) -> Generator[Any, Any, Any]:
-    """``yield from gen`` with the span current during each step and usage read from each item."""
+    """``yield from gen`` with usage read from each item, every step run in one context of the
+    generator's own (copied from the consumer's at the first step) where the span and session are
+    current: as a task runs in its own, so what the body sets stays its own from step to step and
+    never leaks into the consumer's, and a step costs one ``Context.run`` where attaching and
+    detaching around each step cost several calls a chunk."""
+    context = copy_context()
+    context.run(recording.make_current)
+    step = context.run
+    chunk, observe = recording.chunk, recording.observe
     to_send: Any = None
     pending: BaseException | None = None
     while True:
         try:
-            with recording.activated():
-                item = gen.throw(pending) if pending is not None else gen.send(to_send)
+            item = step(gen.throw, pending) if pending is not None else step(gen.send, to_send)
         except StopIteration as stop:
             return stop.value
         pending = None
-        recording.chunk()
-        recording.observe(item)
+        chunk()
+        observe(item)
         try:
             to_send = yield item
         except GeneratorExit:
-            with recording.activated():
-                gen.close()
+            step(gen.close)
             recording.finish(outcome="closed")
             raise
         except BaseException as thrown:

@@ -31,7 +31,7 @@ from .metrics import GenAIMetrics
 from .pricing import cost_of
 from .redaction import clean_metadata
 from .runtime import Runtime, pinned_ids
-from .usage import Usage, read_response
+from .usage import Usage, read_response, read_stream_item
 
 _TEXT = (str, bytes)  # a tuple made once: ``str | bytes`` builds a union on every call
 _current: ContextVar[Recording | None] = ContextVar("otel_analytics_recording", default=None)
@@ -287,7 +287,7 @@ class _Activation:
 
     def __enter__(self) -> None:
         recording = self._recording
-        self._token = otel_context.attach(trace.set_span_in_context(recording.span))
+        self._token = otel_context.attach(recording.span_context_in(otel_context.get_current()))
         session = recording._session
         self._session_token = current_session.set(session) if session is not None else None
         self._recording_token = _current.set(recording)
@@ -311,6 +311,8 @@ class Recording:
     __slots__ = (
         "_chunk_ends",
         "_content",
+        "_context",
+        "_context_base",
         "_ended",
         "_first_chunk_ns",
         "_late",
@@ -350,6 +352,8 @@ class Recording:
         self._usage = Usage()
         self._usage_recorded = False
         self._content: dict[str, str] = {}
+        self._context: otel_context.Context | None = None
+        self._context_base: otel_context.Context | None = None
         self._ended = False
         self._started = time.monotonic_ns()
         self._first_chunk_ns = 0
@@ -476,10 +480,33 @@ class Recording:
 
     def observe(self, item: Any) -> None:
         """Look at a value the work produced (a response or a stream chunk) for usage."""
-        if not self._usage_recorded and not isinstance(item, _TEXT):
-            self.record_response(item)
+        if self._usage_recorded or isinstance(item, _TEXT):
+            return
+        if self._runtime.settings.capture_content:
+            self.record_response(item)  # the output messages too
+            return
+        try:
+            read_stream_item(item, self._usage)  # once a chunk: only what the item can still add
+        except Exception as error:
+            report_internal_error("record_response", error)
 
     # --- ending --------------------------------------------------------------------------------
+    def span_context_in(self, current: otel_context.Context) -> otel_context.Context:
+        """``current`` with this interaction's span set, remembered for the last ``current``: a
+        decorated stream activates it once a chunk, almost always from the same context."""
+        if current is not self._context_base or self._context is None:
+            self._context_base = current
+            self._context = trace.set_span_in_context(self.span, current)
+        return self._context
+
+    def make_current(self) -> None:
+        """Make this interaction's span (and session) current for good: in a context that is the
+        work's own (a decorated generator's), which ends with it."""
+        otel_context.attach(trace.set_span_in_context(self.span))
+        if self._session is not None:
+            current_session.set(self._session)
+        _current.set(self)
+
     def activated(self) -> _Activation:
         """Make this interaction's span (and session) current, and restore both on exit.
 

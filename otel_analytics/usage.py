@@ -214,6 +214,51 @@ def read_response(response: Any, into: Usage) -> bool:
     return True
 
 
+_CHAT_CHUNK_FIELDS = frozenset({"id", "choices", "model", "usage"})
+_chat_chunk_classes: dict[type, bool] = {}
+
+
+def _is_chat_chunk_class(cls: type) -> bool:
+    """Whether a pydantic class is shaped as an OpenAI chat completion chunk, remembered."""
+    try:
+        return _chat_chunk_classes[cls]
+    except KeyError:
+        pass
+    fields = _fields_of(cls)
+    found = fields is not _NOT_PYDANTIC and fields >= _CHAT_CHUNK_FIELDS and "type" not in fields
+    if len(_chat_chunk_classes) < 1024:
+        _chat_chunk_classes[cls] = found
+    return found
+
+
+def read_stream_item(item: Any, into: Usage) -> None:
+    """:func:`read_response` for one item of a stream, reading only what it can still add.
+
+    Every chunk of an OpenAI chat stream repeats the model and id, and all but the last carry
+    ``usage: null``: once the model is known, such a chunk can only add a finish reason, so only
+    its choices are read (where a full read of every chunk cost several times more, most of what
+    a decorated stream added a chunk). Anything else is read in full."""
+    if into.response_model is not None:
+        values: Any = None
+        if type(item) is dict:
+            if "choices" in item and "type" not in item:
+                values = item
+        elif item is not None and _is_chat_chunk_class(type(item)) and not getattr(item, "__pydantic_extra__", None):
+            values = getattr(item, "__dict__", None)
+        if type(values) is dict and values.get("usage") is None:
+            choices = values.get("choices")
+            if type(choices) is list:
+                known = into.finish_reasons
+                for choice in choices[:64]:
+                    reason = choice.get("finish_reason") if type(choice) is dict else _get(choice, "finish_reason")
+                    if isinstance(reason, str) and reason:
+                        reason = clean(reason)
+                        if reason not in known:
+                            known.append(reason)
+                return
+    read_response(item, into)
+
+
 Counts = tuple[int | None, int | None, int | None, int | None, int | None, bool]
 """input (cached included), output, cache read, cache write, reasoning; whether a count was dropped."""
 

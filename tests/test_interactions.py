@@ -282,6 +282,32 @@ def test_abandoned_generator_is_ended_when_collected(capture_analytics: CaptureA
     assert only(capture_analytics, "db")["attributes"]["analytics.outcome"] == "closed"
 
 
+def test_a_generator_body_keeps_its_own_context_across_yields_and_never_leaks_it(
+    capture_analytics: CaptureAnalytics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The body runs in a context of its own, as a task does: a span it makes current before a
+    yield is still current after it, and the consumer never sees it."""
+    tracer = capture_analytics.provider.get_tracer("test")
+
+    @oa.interaction("chat", model="gpt-4o")
+    def stream() -> Iterator[int]:
+        with tracer.start_as_current_span("body") as body:
+            yield 1
+            assert trace.get_current_span() is body  # its own span, after the yield
+            with oa.interaction("db"):
+                pass
+            yield 2
+
+    with oa.session("conv-ctx", user_id="u", start=False, end=False):
+        for _ in stream():
+            assert not trace.get_current_span().is_recording()  # nothing leaked to the consumer
+    db = only(capture_analytics, "db")
+    body = next(span for span in capture_analytics.finished() if span.name == "body")
+    assert db["parent_span_id"] == format(body.context.span_id, "016x")
+    assert db["attributes"]["session.id"] == "conv-ctx"
+    assert "Failed to detach context" not in caplog.text
+
+
 @pytest.mark.anyio
 async def test_async_generator_exhaustion_and_nested_spans(capture_analytics: CaptureAnalytics) -> None:
     @oa.interaction("chat", model="gpt-4o-mini")

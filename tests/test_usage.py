@@ -459,3 +459,60 @@ def test_an_openai_responses_finish_reason_is_why_it_is_incomplete_or_how_it_end
     )
     cut = _read([stream])
     assert cut is not None and cut.finish_reasons == ["content_filter"] and cut.output_tokens == 87
+
+
+chat_chunks = st.fixed_dictionaries(
+    {
+        "choices": st.lists(
+            st.fixed_dictionaries(
+                {"index": st.just(0), "finish_reason": st.sampled_from(["stop", "length", None, 1, ""])}
+            ),
+            max_size=2,
+        ),
+        "usage": st.sampled_from([None, {"prompt_tokens": 5, "completion_tokens": 2}, {"prompt_tokens": -1}]),
+    }
+)
+
+
+@settings(deadline=None)
+@given(st.lists(chat_chunks, max_size=6), st.sampled_from(["gpt-4o-2024", None]), st.booleans())
+def test_a_chat_stream_read_item_by_item_equals_reading_each_in_full(
+    chunks: list[dict[str, Any]], model: str | None, sdk_objects: bool
+) -> None:
+    """The stream reader skips what a chunk repeats (its model and id, once known) and nothing else."""
+    from openai.types.chat import ChatCompletionChunk
+
+    from otel_analytics.usage import read_stream_item
+
+    stream: list[Any] = [
+        {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model, **chunk}
+        for chunk in chunks
+    ]
+    if sdk_objects:  # the SDK's own pydantic chunks, as a decorated generator of them yields
+        stream = [ChatCompletionChunk.construct(**chunk) for chunk in stream]
+    full, item_by_item = Usage(), Usage()
+    for chunk in stream:
+        read_response(chunk, full)
+        read_stream_item(chunk, item_by_item)
+    assert item_by_item == full
+
+
+def test_the_stream_reader_reads_in_full_what_it_cannot_skip() -> None:
+    from openai.types.chat import ChatCompletionChunk
+
+    from otel_analytics.usage import read_stream_item
+
+    usage = Usage(response_model="gpt-4o")
+    # A chunk with keys its class does not declare (pydantic's extra): read in full.
+    extra = ChatCompletionChunk.construct(id="c", choices=[], model="gpt-4o", object="chat.completion.chunk")
+    extra.__pydantic_extra__ = {"stop_reason": "end_turn"}
+    read_stream_item(extra, usage)
+    # Anthropic-shaped events (they carry a type) and Responses events are never skipped.
+    read_stream_item(
+        {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 3}}, usage
+    )
+    read_stream_item(
+        {"type": "response.completed", "response": {"usage": {"input_tokens": 4, "output_tokens": 5}}}, usage
+    )
+    assert usage.finish_reasons == ["end_turn", "max_tokens"]
+    assert (usage.input_tokens, usage.output_tokens) == (4, 5)
