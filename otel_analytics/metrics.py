@@ -14,10 +14,12 @@ user id, nor any response id, is ever an attribute: ``user.id`` only with
 
 Why measurements wait: one measurement through the SDK's instruments costs ~8 µs on this kind of
 machine (it cleans and hashes the attributes each time) and a chat makes five or more, more than
-half of what recording the interaction as a span costs. So an interaction appends one tuple to a
-queue (~1 µs), and the SDK gets its measurements when a reader collects (the callback of
-``analytics.interactions``, which every collection runs before reading the instruments), or on the
-recording thread once :data:`MAX_WAITING` wait, so memory stays bounded. Nothing is lost or
+half of what recording the interaction as a span costs. So an interaction appends one tuple (its
+span's attributes, its duration) to a queue (~0.5 µs), and the SDK gets its measurements when a
+reader collects (the callback of ``analytics.interactions``, which every collection runs before
+reading the instruments), or on the recording thread once :data:`MAX_WAITING` wait, so memory
+stays bounded (a few MB at most). The waiting interactions are then read and grouped by series,
+and each series' values are aggregated together. Nothing is lost or
 counted twice; what is lost is what the SDK would attach to a measurement from its context at the
 moment it is made (exemplars).
 """
@@ -58,7 +60,7 @@ SPECS = (
 )
 """The four GenAI histograms, in the order the recorder numbers them."""
 _TOKENS, _DURATION, _FIRST, _PER_CHUNK = range(4)
-MAX_WAITING = 4096
+MAX_WAITING = 2048
 """Interactions waiting for a collection before the recording thread hands them on itself."""
 _MAX_ATTRIBUTE_SETS = 4096
 USER_ID = attrs.USER_ID
@@ -71,6 +73,7 @@ _INPUT_TOKENS, _OUTPUT_TOKENS = attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_US
 _FIRST_CHUNK = attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
 _COST_USD, _PRICING_STATUS = attrs.COST_USD, attrs.PRICING_STATUS
 _COST_PART_KEYS = tuple(attrs.COST_PART_PREFIX + part for part in attrs.COST_PARTS)
+_COST, _PARTS = 4, 6  # in a row: (duration, chunk ends, input, output, cost, first chunk, cost parts)
 
 
 class GenAIMetrics:
@@ -120,48 +123,14 @@ class GenAIMetrics:
         chunk_ends_ns: Sequence[int] | None = None,
     ) -> None:
         """An interaction that ended, described by its span's attributes (which hold everything
-        the metrics need: they are read here, not recomputed). ``chunk_ends_ns``: when each chunk
-        of its stream ended (monotonic ns), for the time per output chunk."""
-        get = attributes.get
-        user = user_id if self.with_user_id else None
-        cost = get(_COST_USD)
-        status: Any = get(_PRICING_STATUS) or ("priced" if cost is not None else None)
-        if interaction_type != "chat" or _COST_PART_KEYS[0] in attributes:
-            given = 0
-            for key in _COST_PART_KEYS:  # the caller's own costs (micro-cents): what the tracker counts
-                value = get(key)
-                if value is not None:
-                    given += value
-                    status = "given"
-            if status == "given":
-                cost = given / 100_000
-        outcome = get(_OUTCOME) or "completed"
-        if outcome == "completed" and get(_ERROR_TYPE) is not None:  # an error answer (a 429, say)
-            outcome = "failed"
-        if interaction_type != "chat":
-            self._waiting.append((interaction_type, outcome, user, cost, status))
-        else:
-            self._waiting.append(
-                (
-                    "chat",
-                    outcome,
-                    user,
-                    cost,
-                    status,
-                    get(_OPERATION) or "chat",
-                    get(_PROVIDER) or "unknown",
-                    get(_REQUEST_MODEL),
-                    get(_RESPONSE_MODEL),
-                    get(_SERVER),
-                    get(_ERROR_TYPE),
-                    get(_INPUT_TOKENS),
-                    get(_OUTPUT_TOKENS),
-                    duration_s,
-                    get(_FIRST_CHUNK),
-                    chunk_ends_ns,
-                )
-            )
-        if len(self._waiting) > MAX_WAITING:
+        the metrics need: they are read when the measurements are handed on, not here; the caller
+        never changes them after). ``chunk_ends_ns``: when each chunk of its stream ended
+        (monotonic ns), for the time per output chunk."""
+        waiting = self._waiting
+        waiting.append(
+            (interaction_type, user_id if self.with_user_id else None, attributes, duration_s, chunk_ends_ns)
+        )
+        if len(waiting) > MAX_WAITING:
             self.hand_on()
 
     # --- collection -----------------------------------------------------------------------------
@@ -171,58 +140,134 @@ class GenAIMetrics:
 
     def hand_on(self) -> None:
         """Give the waiting interactions' measurements to the histograms and the SDK's counters
-        (one thread at a time: the interaction totals are summed here)."""
+        (one thread at a time: the interaction totals are summed here).
+
+        The interactions are grouped by what their series share (type, user, operation,
+        provider, models, server, error, outcome, pricing status): each one costs two C-level
+        reads of its attributes and an append, and each group's keys, attributes and sums are
+        made once."""
         with self._drain_lock:
             waiting = self._waiting
+            popleft = waiting.popleft
+            groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+            for _ in range(len(waiting)):  # what came in meanwhile waits for the next hand-on
+                kind, user, attributes, duration_s, chunk_ends = popleft()
+                get = attributes.get
+                series = (
+                    kind,
+                    user,
+                    get(_OPERATION),
+                    get(_PROVIDER),
+                    get(_REQUEST_MODEL),
+                    get(_RESPONSE_MODEL),
+                    get(_SERVER),
+                    get(_ERROR_TYPE),
+                    get(_OUTCOME),
+                    get(_PRICING_STATUS),
+                )
+                rows = groups.get(series)
+                if rows is None:
+                    rows = groups[series] = []
+                # The caller's own costs: any interaction's but a chat's, and a chat's that has them.
+                parts = tuple(map(get, _COST_PART_KEYS)) if kind != "chat" or _COST_PART_KEYS[0] in attributes else None
+                rows.append(
+                    (
+                        duration_s,
+                        chunk_ends,
+                        get(_INPUT_TOKENS),
+                        get(_OUTPUT_TOKENS),
+                        get(_COST_USD),
+                        get(_FIRST_CHUNK),
+                        parts,
+                    )
+                )
             costs: dict[tuple[Any, ...], float] = {}
-            totals = self._interaction_totals
-            measured: list[tuple[int, tuple[Any, ...], float]] = []
+            measured: list[tuple[int, tuple[Any, ...], list[Any]]] = []
             gaps: list[tuple[tuple[Any, ...], Sequence[int]]] = []  # a stream's chunk ends, by series
-            add = measured.append
-            while True:
-                try:
-                    item = waiting.popleft()
-                except IndexError:
-                    break
-                kind, outcome, user, cost, status = item[:5]
-                if kind != "chat":
-                    key: tuple[Any, ...] = ("interactions", kind, outcome, None, None, user)
-                    totals[key] = totals.get(key, 0) + 1
-                    if cost is not None:
-                        cost_key = ("cost", kind, None, None, None, status, user)
-                        costs[cost_key] = costs.get(cost_key, 0.0) + cost
-                    continue
-                (operation, provider, request_model, response_model, server, error_type) = item[5:11]
-                (input_tokens, output_tokens, duration_s, first_chunk_s, chunk_ends) = item[11:]
-                key = ("interactions", "chat", outcome, provider, request_model or response_model, user)
-                totals[key] = totals.get(key, 0) + 1
-                cost_key = ("cost", "chat", provider, request_model, response_model, status or "no_usage", user)
-                costs[cost_key] = costs.get(cost_key, 0.0) + (cost or 0.0)
-                base = ("genai", operation, provider, request_model, response_model, server, user)
-                if input_tokens is not None:
-                    add((_TOKENS, (*base, "input"), input_tokens))
-                if output_tokens is not None:
-                    add((_TOKENS, (*base, "output"), output_tokens))
-                add((_DURATION, (*base, error_type) if error_type else base, duration_s))
-                if first_chunk_s is not None:
-                    add((_FIRST, base, first_chunk_s))
-                    if chunk_ends and len(chunk_ends) > 1:
-                        gaps.append((base, chunk_ends))
+            for series, rows in groups.items():
+                self._fold(series, rows, costs, measured, gaps)
             if self._own is not None:
                 self._own.record_many(measured)
                 for key, ends in gaps:
                     self._own.record_gaps(_PER_CHUNK, key, ends)
             else:
-                instruments, attributes = self._instruments, self._attributes
-                for index, key, value in measured:
-                    instruments[index].record(value, attributes(key))
+                instruments, attributes_of = self._instruments, self._attributes
+                for index, key, values in measured:
+                    record, found = instruments[index].record, attributes_of(key)
+                    for value in values:
+                        record(value, found)
                 per_chunk = instruments[_PER_CHUNK]
                 for key, ends in gaps:
-                    chunk_attributes = attributes(key)
+                    chunk_attributes = attributes_of(key)
                     for previous, end in itertools.pairwise(ends):
                         per_chunk.record(max(end - previous, 0) / 1e9, chunk_attributes)
             for cost_key, usd in costs.items():
                 self._cost.add(usd, self._attributes(cost_key))
+
+    def _fold(
+        self,
+        series: tuple[Any, ...],
+        rows: list[tuple[Any, ...]],
+        costs: dict[tuple[Any, ...], float],
+        measured: list[tuple[int, tuple[Any, ...], list[Any]]],
+        gaps: list[tuple[tuple[Any, ...], Sequence[int]]],
+    ) -> None:
+        """One group's counts, costs and histogram values."""
+        kind, user, operation, provider, request_model, response_model, server, error_type, outcome, status = series
+        outcome = outcome or "completed"
+        if outcome == "completed" and error_type is not None:  # an error answer (a 429, say)
+            outcome = "failed"
+        chat = kind == "chat"
+        key: tuple[Any, ...] = (
+            ("interactions", "chat", outcome, provider or "unknown", request_model or response_model, user)
+            if chat
+            else ("interactions", kind, outcome, None, None, user)
+        )
+        totals = self._interaction_totals
+        totals[key] = totals.get(key, 0) + len(rows)
+        for row in rows:
+            cost = row[_COST]
+            row_status = status or ("priced" if cost is not None else None)
+            parts = row[_PARTS]
+            if parts is not None:
+                given = 0
+                for value in parts:  # the caller's own costs (micro-cents): what the tracker counts
+                    if value is not None:
+                        given += value
+                        row_status = "given"
+                if row_status == "given":
+                    cost = given / 100_000
+            if chat:
+                cost_key = (
+                    "cost",
+                    "chat",
+                    provider or "unknown",
+                    request_model,
+                    response_model,
+                    row_status or "no_usage",
+                    user,
+                )
+                costs[cost_key] = costs.get(cost_key, 0.0) + (cost or 0.0)
+            elif cost is not None:
+                cost_key = ("cost", kind, None, None, None, row_status, user)
+                costs[cost_key] = costs.get(cost_key, 0.0) + cost
+        if not chat:
+            return
+        base = ("genai", operation or "chat", provider or "unknown", request_model, response_model, server, user)
+        durations, chunk_ends, input_tokens, output_tokens, _, first_chunks, _ = zip(*rows, strict=True)
+        found = [value for value in input_tokens if value is not None]
+        if found:
+            measured.append((_TOKENS, (*base, "input"), found))
+        found = [value for value in output_tokens if value is not None]
+        if found:
+            measured.append((_TOKENS, (*base, "output"), found))
+        measured.append((_DURATION, (*base, error_type) if error_type else base, list(durations)))
+        found = [value for value in first_chunks if value is not None]
+        if found:
+            measured.append((_FIRST, base, found))
+            for first, ends in zip(first_chunks, chunk_ends, strict=True):
+                if first is not None and ends and len(ends) > 1:
+                    gaps.append((base, ends))
 
     def _attributes(self, key: tuple[Any, ...]) -> dict[str, Any]:
         """The attributes of a key, made once (the SDK copies what it keeps)."""

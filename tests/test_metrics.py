@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 
@@ -421,6 +423,8 @@ def _comparable(found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         rows = []
         for p in found_points:
             row = {k: v for k, v in p.items() if k != "attributes"}
+            if isinstance(row.get("sum"), float):  # summed in another order: equal to the last bits
+                row["sum"] = float(f"{row['sum']:.12g}")
             streamed = p["attributes"].get("gen_ai.request.model") == "gpt-4o-mini"
             if name in timed or (streamed and name == "gen_ai.client.operation.duration"):
                 # Measured times (the stream's): the same count, not the same seconds.
@@ -472,3 +476,24 @@ def test_the_histograms_aggregated_here_equal_the_sdks() -> None:
         provider.shutdown()
     assert _comparable(here) == _comparable(through_sdk)
     assert here["gen_ai.client.operation.time_per_output_chunk"][0]["count"] == 12
+
+
+@settings(deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([0.0, 0.005, 0.01, 0.0100001, 0.02, 1.28, 5.0, 81.92, 100.0]) | st.floats(0, 200), min_size=1
+    )
+)
+def test_values_are_bucketed_as_the_sdk_buckets_them(values: list[float]) -> None:
+    """Bucket i holds the values above bound i-1 up to bound i (a value on a bound is in its bucket)."""
+    import bisect
+
+    from otel_analytics.metrics import DURATION_BUCKETS
+    from otel_analytics.metrics_export import _count_into
+
+    expected = [0] * (len(DURATION_BUCKETS) + 1)
+    for value in values:
+        expected[bisect.bisect_left(DURATION_BUCKETS, value)] += 1
+    found = [0] * (len(DURATION_BUCKETS) + 1)
+    _count_into(found, DURATION_BUCKETS, values)
+    assert found == expected
