@@ -53,7 +53,9 @@ def usage_sum(capture: CaptureAnalytics, key: str = "gen_ai.usage.input_tokens")
 def backend(provider_url: str) -> FastAPI:
     """A chat backend with its own routes and its own answer format (no usage in it), calling the
     provider through the openai SDK; ``/api/chat/relay`` passes the provider's answer on as is."""
-    app = FastAPI()
+    # FastAPI's own request spans (its native telemetry, on once any test has installed a global
+    # SDK tracer provider) would go to that provider: the request span here is the middleware's.
+    app = FastAPI(telemetry={"tracing": False})
 
     def provider() -> openai.AsyncOpenAI:  # one per request, closed with it (its pool is the loop's)
         return openai.AsyncOpenAI(base_url=f"{provider_url}/v1", api_key="sk-test", max_retries=0)
