@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
@@ -73,7 +73,7 @@ _INPUT_TOKENS, _OUTPUT_TOKENS = attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_US
 _FIRST_CHUNK = attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
 _COST_USD, _PRICING_STATUS = attrs.COST_USD, attrs.PRICING_STATUS
 _COST_PART_KEYS = tuple(attrs.COST_PART_PREFIX + part for part in attrs.COST_PARTS)
-_COST, _PARTS = 4, 6  # in a row: (duration, chunk ends, input, output, cost, first chunk, cost parts)
+# A row: (duration, chunk ends, input tokens, output tokens, cost, first chunk, cost parts).
 
 
 class GenAIMetrics:
@@ -117,7 +117,7 @@ class GenAIMetrics:
     def record(
         self,
         interaction_type: str,
-        attributes: Mapping[str, Any],
+        attributes: dict[str, Any],
         duration_s: float,
         user_id: str | None,
         chunk_ends_ns: Sequence[int] | None = None,
@@ -225,36 +225,25 @@ class GenAIMetrics:
         )
         totals = self._interaction_totals
         totals[key] = totals.get(key, 0) + len(rows)
-        for row in rows:
-            cost = row[_COST]
-            row_status = status or ("priced" if cost is not None else None)
-            parts = row[_PARTS]
-            if parts is not None:
-                given = 0
-                for value in parts:  # the caller's own costs (micro-cents): what the tracker counts
-                    if value is not None:
-                        given += value
-                        row_status = "given"
-                if row_status == "given":
-                    cost = given / 100_000
-            if chat:
-                cost_key = (
-                    "cost",
-                    "chat",
-                    provider or "unknown",
-                    request_model,
-                    response_model,
-                    row_status or "no_usage",
-                    user,
-                )
-                costs[cost_key] = costs.get(cost_key, 0.0) + (cost or 0.0)
-            elif cost is not None:
-                cost_key = ("cost", kind, None, None, None, row_status, user)
-                costs[cost_key] = costs.get(cost_key, 0.0) + cost
+        durations, chunk_ends, input_tokens, output_tokens, row_costs, first_chunks, row_parts = zip(*rows, strict=True)
+        if chat and not any(row_parts):
+            # The common case, summed per series: a chat's pricing status is the series' own,
+            # else "priced" where it has a cost and "no_usage" where not.
+            priced = [cost for cost in row_costs if cost is not None]
+            label = (provider or "unknown", request_model, response_model)
+            if status is not None:
+                _add(costs, ("cost", "chat", *label, status, user), sum(priced))
+            else:
+                if priced:
+                    _add(costs, ("cost", "chat", *label, "priced", user), sum(priced))
+                if len(priced) < len(rows):
+                    _add(costs, ("cost", "chat", *label, "no_usage", user), 0.0)
+        else:
+            for cost, parts in zip(row_costs, row_parts, strict=True):
+                _add_cost(costs, series, cost, parts)
         if not chat:
             return
         base = ("genai", operation or "chat", provider or "unknown", request_model, response_model, server, user)
-        durations, chunk_ends, input_tokens, output_tokens, _, first_chunks, _ = zip(*rows, strict=True)
         found = [value for value in input_tokens if value is not None]
         if found:
             measured.append((_TOKENS, (*base, "input"), found))
@@ -278,6 +267,31 @@ class GenAIMetrics:
                 self._attribute_sets.clear()
             self._attribute_sets[key] = found
         return found
+
+
+def _add(costs: dict[tuple[Any, ...], float], key: tuple[Any, ...], usd: float) -> None:
+    costs[key] = costs.get(key, 0.0) + usd
+
+
+def _add_cost(
+    costs: dict[tuple[Any, ...], float], series: tuple[Any, ...], cost: float | None, parts: tuple[Any, ...] | None
+) -> None:
+    """One interaction's cost, where it is not a chat or has costs of its own (``parts``)."""
+    kind, user, _, provider, request_model, response_model, _, _, _, status = series
+    status = status or ("priced" if cost is not None else None)
+    if parts is not None:
+        given = 0
+        for value in parts:  # the caller's own costs (micro-cents): what the tracker counts
+            if value is not None:
+                given += value
+                status = "given"
+        if status == "given":
+            cost = given / 100_000
+    if kind == "chat":
+        key = ("cost", "chat", provider or "unknown", request_model, response_model, status or "no_usage", user)
+        _add(costs, key, cost or 0.0)
+    elif cost is not None:
+        _add(costs, ("cost", kind, None, None, None, status, user), cost)
 
 
 def _attributes_of(key: tuple[Any, ...]) -> dict[str, Any]:

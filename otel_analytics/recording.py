@@ -266,7 +266,7 @@ def emit_interaction(
 def _record_metrics(
     metrics: GenAIMetrics,
     interaction_type: str,
-    attributes: Mapping[str, Any],
+    attributes: dict[str, Any],
     duration_s: float,
     session: SessionRef | None,
     chunk_ends: Sequence[int] | None,

@@ -171,6 +171,55 @@ def test_decorators_and_track_calls(capture_analytics: CaptureAnalytics) -> None
     ) == pytest.approx(priced)
 
 
+def test_the_cost_counter_equals_the_spans_series_by_series(capture_analytics: CaptureAnalytics) -> None:
+    """Every interaction's cost lands in the series of its provider, models and pricing status:
+    priced and unpriced chats of the same model, an unknown model, a chat and another interaction
+    carrying costs of their own (micro-cents), all summed per series at the hand-on."""
+    with oa.session("conv-c", user_id="u"):
+        for prompt in (10, 20, 30):
+            oa.track_interaction(type="chat", model_name="gpt-4o", prompt_tokens=prompt, completion_tokens=5)
+        oa.track_interaction(type="chat", model_name="gpt-4o")  # no usage: no cost, same models
+        oa.track_interaction(type="chat", model_name="no-such-model-x", prompt_tokens=3, completion_tokens=1)
+        oa.track_interaction(type="chat", model_name="gpt-4o", prompt_tokens=1, costs={"ai_tokens_cost_mc": 700})
+        oa.track_interaction(type="cost-event", costs={"api_calls_cost_mc": 250, "db_ops_cost_mc": 50})
+        oa.track_db_operation(read_ops=1)
+    expected: dict[tuple[Any, ...], float] = {}
+    for span in capture_analytics.spans():
+        found = span["attributes"]
+        if "analytics.interaction.type" not in found:
+            continue  # the session's start and end
+        parts = [value for key, value in found.items() if key.startswith("analytics.cost.") and key.endswith("_mc")]
+        status = found.get("analytics.pricing.status")
+        cost = found.get("analytics.cost.usd")
+        if parts:
+            status, cost = "given", sum(parts) / 100_000
+        elif cost is not None:
+            status = status or "priced"
+        kind = found["analytics.interaction.type"]
+        if kind != "chat" and cost is None:
+            continue  # nothing to count
+        key = (kind, found.get("gen_ai.request.model"), status or "no_usage")
+        expected[key] = expected.get(key, 0.0) + (cost or 0.0)
+    counted: dict[tuple[Any, ...], float] = {}
+    for point in points(capture_analytics, "analytics.cost"):
+        found = point["attributes"]
+        key = (
+            found["analytics.interaction.type"],
+            found.get("gen_ai.request.model"),
+            found["analytics.pricing.status"],
+        )
+        counted[key] = counted.get(key, 0.0) + point["value"]
+    assert counted == pytest.approx(expected)
+    assert set(counted) == {
+        ("chat", "gpt-4o", "priced"),
+        ("chat", "gpt-4o", "no_usage"),
+        ("chat", "gpt-4o", "given"),
+        ("chat", "no-such-model-x", "unknown_model"),
+        ("cost-event", None, "given"),
+    }
+    assert counted[("chat", "gpt-4o", "given")] == pytest.approx(700 / 100_000)
+
+
 def test_units_instruments_and_bucket_boundaries(capture_analytics: CaptureAnalytics) -> None:
     with oa.session("conv-u", user_id="u"):
         with oa.interaction("chat", model="gpt-4o") as it:
