@@ -100,6 +100,16 @@ def stream_call(client: openai.OpenAI, decorated: bool) -> None:
         pass
 
 
+JUDGED = {
+    "JSON": [("10a", "a captured JSON call, added vs openai-v2's", "capture", 0.5)],
+    "stream": [
+        ("10b", "a captured stream call, added vs openai-v2's", "capture", 0.5),
+        ("10c", "a decorated captured stream, added vs openai-v2's", "decorated", 1.0),
+    ],
+}
+"""What is judged of each kind of call: (target, label, variant, limit), what the variant adds
+against what openai-v2 adds (``bench_capture_instructions`` judges the same, in instructions)."""
+
 BLOCK = 5 if QUICK else 40
 WARM = 2 if QUICK else 5
 
@@ -160,23 +170,13 @@ def main() -> int:
                 if peer is None:
                     print("  (openai-v2 is not installed here: make bench installs it; no ratio)")
                     continue
-                number = "10a" if label == "JSON" else "10b"
-                ok &= judge(
-                    number,
-                    f"a captured {label} call, added CPU vs openai-v2's",
-                    added["capture"],
-                    added["openai-v2"],
-                    0.5,
-                    unit="µs",
-                    yardstick_name="openai-v2",
-                )
-                if label == "stream":
+                for target, shown, variant, limit in JUDGED[label]:
                     ok &= judge(
-                        "10c",
-                        "a decorated captured stream, added CPU vs openai-v2's",
-                        added["decorated"],
+                        target,
+                        shown,
+                        added[variant],
                         added["openai-v2"],
-                        1.0,
+                        limit,
                         unit="µs",
                         yardstick_name="openai-v2",
                     )

@@ -22,6 +22,7 @@ BENCHMARKS = [
     "bench_middleware",
     "bench_instructions",
     "bench_capture",
+    "bench_capture_instructions",
     "bench_exporter",
     "bench_loss",
     "bench_ingest",

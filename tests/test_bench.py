@@ -19,7 +19,7 @@ def test_every_benchmark_runs() -> None:
         text=True,
         cwd=ROOT,
         env=clean_environ(),
-        timeout=600,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = result.stdout[result.stdout.index("== every target, judged in this run ==") :]

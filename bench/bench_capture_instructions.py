@@ -1,0 +1,184 @@
+"""Targets 10a-c counted in instructions: what capturing a provider call adds, beside openai-v2.
+
+``bench_capture`` times the calls in CPU, and on this shared VM the ratio of two such small
+differences moves by a third from one run to the next. Here each variant runs once under
+valgrind's callgrind, which counts the instructions executed, whatever the neighbours do. The
+real ``openai`` SDK (on httpx2) calls an in-process transport (``httpx2.MockTransport``) that
+answers as OpenAI does: a completion, or a 20-event stream asked for usage. No socket: the SDK's
+own work is the same in every variant, and what a variant adds is what its instrumentation does.
+One process per variant (the SDK alone; the capture; ``@oa.interaction`` on the SDK's calls,
+capture off; the contrib ``openai-v2`` instrumentation), after a warm-up, makes N JSON calls,
+then N/4 streamed ones; a call to ``binascii.crc_hqx`` (which nothing else here calls) marks the
+end of each phase, and callgrind dumps its count there. The ratios of ``bench_capture`` are
+judged on the counts: the table of ``make bench`` shows them beside the CPU ratios. Skipped where
+valgrind is not installed; without openai-v2, the counts are printed and nothing is judged.
+"""
+
+from __future__ import annotations
+
+import binascii
+import gc
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx2
+import openai
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+import otel_analytics as oa
+from bench.bench_capture import JUDGED, _peer, json_call, stream_call
+from bench.common import COMPLETION, QUICK, NullExporter, header, judge, sse_events
+from otel_analytics import capture
+
+VARIANTS = ("bare", "capture", "decorated", "openai-v2")
+N_JSON = 2 if QUICK else 200
+N_STREAM = 1 if QUICK else 50
+WARM_UP = (3, 1) if QUICK else (400, 100)  # JSON, stream: imports, caches, the interpreter's specialisation
+_MARK = "*crc_hqx*"  # callgrind dumps its counts when this function is entered
+
+
+def _mark() -> None:
+    binascii.crc_hqx(b"", 0)
+
+
+class _Events(httpx2.SyncByteStream):
+    """An SSE answer, one event a chunk, as the provider's connection hands them on."""
+
+    def __init__(self, events: list[bytes]) -> None:
+        self._events = events
+
+    def __iter__(self) -> Any:
+        yield from self._events
+
+
+def _provider() -> httpx2.MockTransport:
+    import json
+
+    completion = json.dumps(COMPLETION).encode()
+    events = sse_events(20)
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        if b'"stream":true' in request.content:
+            return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=_Events(events))
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=completion)
+
+    return httpx2.MockTransport(answer)
+
+
+def child(variant: str) -> None:
+    """Make the calls with one variant, marking the end of the warm-up and of each phase.
+
+    The batch processor never exports here (no timer, no batch fills): its thread would run at
+    moments valgrind's scheduler decides, and the counts would move with them."""
+    provider = TracerProvider()
+    processor = BatchSpanProcessor(
+        NullExporter(), max_queue_size=1 << 20, max_export_batch_size=1 << 20, schedule_delay_millis=1e9
+    )
+    provider.add_span_processor(processor)
+    handle = oa.configure(tracer_provider=provider, exporters=())
+    capture.uninstall()
+    if variant == "capture":
+        capture.instrument()
+    elif variant == "openai-v2":
+        peer = _peer()
+        assert peer is not None
+        peer.instrument(tracer_provider=provider)
+    client = openai.OpenAI(
+        base_url="http://api.example.test/v1",
+        api_key="sk-bench",
+        max_retries=0,
+        http_client=httpx2.Client(transport=_provider()),
+    )
+    decorated = variant == "decorated"
+    with oa.session("conv-bench", user_id="bench", start=False, end=False):
+        for call, count in zip((json_call, stream_call), WARM_UP, strict=True):
+            for _ in range(count):
+                call(client, decorated)
+        # What start-up made is frozen out of the collector's sight: otherwise a full collection
+        # (~100M instructions over the imported modules) lands in whichever phase crosses its
+        # threshold. Collections of what the calls allocate are still counted.
+        gc.collect()
+        gc.freeze()
+        _mark()
+        for call, count in ((json_call, N_JSON), (stream_call, N_STREAM)):
+            for _ in range(count):
+                call(client, decorated)
+            _mark()
+    handle.shutdown()
+
+
+def _count(valgrind: str, variant: str, workdir: str) -> tuple[int, int]:
+    """Instructions of the JSON phase and of the stream phase of one variant (one callgrind run)."""
+    out = os.path.join(workdir, f"{variant}.out")
+    command = [
+        valgrind,
+        "--tool=callgrind",
+        f"--dump-before={_MARK}",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        "-m",
+        "bench.bench_capture_instructions",
+        "--child",
+        variant,
+        *(["--quick"] if QUICK else []),
+    ]
+    # One hash seed for every run (see bench_instructions).
+    run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    if run.returncode != 0:
+        raise RuntimeError(f"{variant} under callgrind failed: {run.stderr[-2000:]}")
+    counts = []
+    for index in (2, 3):  # dump 1 is start-up and warm-up
+        with open(f"{out}.{index}", encoding="utf-8") as dump:
+            totals = [line for line in dump if line.startswith("totals:")]
+        counts.append(int(totals[0].split()[1]))
+    return counts[0], counts[1]
+
+
+def main() -> int:
+    header("Capture of provider calls: instructions added per call (callgrind), beside openai-v2", __doc__ or "")
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind is not installed: instruction counts skipped\n")
+        return 0
+    # A smoke run counts two (valgrind makes the SDK's imports slow); without openai-v2, three.
+    variants = VARIANTS[:2] if QUICK else VARIANTS if _peer() is not None else VARIANTS[:-1]
+    if hasattr(os, "sched_setaffinity"):  # counts need no quiet CPU: two variants at once, any CPU
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(max_workers=2) as pool:
+        counted = dict(zip(variants, pool.map(lambda v: _count(valgrind, v, workdir), variants), strict=True))
+    per = {v: {"JSON": json / N_JSON, "stream": stream / N_STREAM} for v, (json, stream) in counted.items()}
+    ok = True
+    for label in ("JSON", "stream"):
+        added = {v: per[v][label] - per["bare"][label] for v in variants if v != "bare"}
+        print(
+            f"  {label}: bare {per['bare'][label]:,.0f} instructions a call; added "
+            + ", ".join(f"{v} +{value:,.0f}" for v, value in added.items())
+        )
+        if "openai-v2" not in added:
+            print("  (openai-v2 is not installed here: make bench installs it; no ratio)")
+            continue
+        for target, shown, variant, limit in JUDGED[label]:
+            ok &= judge(
+                target,
+                shown,
+                added[variant],
+                added["openai-v2"],
+                limit,
+                unit="instructions",
+                yardstick_name="openai-v2",
+                kind="instructions",
+            )
+    return 0 if ok or QUICK else 1
+
+
+if __name__ == "__main__":
+    if "--child" in sys.argv:
+        child(sys.argv[sys.argv.index("--child") + 1])
+        sys.exit(0)
+    sys.exit(main())
