@@ -98,7 +98,7 @@ def _begin(request: Any) -> CapturedCall | None:
 def _answered(call: CapturedCall, response: Any, wrap: Callable[[Any, CapturedCall], Any]) -> None:
     try:
         content = getattr(response, "_content", None)  # read already (send(stream=False)): decoded
-        if call.answered(response.status_code, response.headers, content):
+        if call.answered(response.status_code, response.headers.raw, content):
             response.stream = wrap(response.stream, call)
     except Exception as error:
         report_internal_error("capture.response", error)
