@@ -145,73 +145,105 @@ class _DropMetrics(MetricExporter):
         pass
 
 
+WORKLOADS: tuple[tuple[str, Callable[[], None]], ...] = (
+    ("chat (track_interaction)", chat),
+    ("stream of 20 chunks (decorator)", stream),
+    ("JSON chat request (middleware)", request),
+)
+Variants = dict[str, tuple[GenAIMetrics | None, Callable[[], object] | None]]
+
+
+class Setup:
+    """otel-analytics configured on an SDK tracer provider (a batch processor, ``processor`` or
+    one whose exporter drops) and on a meter provider of the app's (joined: the SDK's
+    instruments, an in-memory reader); a second meter provider built as ``configure()`` builds
+    one (the histograms aggregated by the package, a reader whose exporter drops). ``variants``:
+    each variant's recorder and the collection that ends its blocks."""
+
+    def __init__(self, processor: BatchSpanProcessor | None = None) -> None:
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(processor or BatchSpanProcessor(NullExporter()))
+        joined_reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[joined_reader], shutdown_on_exit=False)
+        self.handle = oa.configure(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, exporters=()
+        )
+        self.live = runtime.current()
+        joined = self.live.metrics
+        assert joined is not None
+        histograms = Histograms(SPECS)
+        resource = Resource.create({})
+        built_reader = periodic_reader(_DropMetrics(), histograms, resource, export_interval_millis=math.inf)
+        self.built_provider = MeterProvider(metric_readers=[built_reader], resource=resource, shutdown_on_exit=False)
+        built = metrics_for(self.built_provider, with_user_id=False, histograms=histograms)
+        self.variants: Variants = {
+            "off": (None, None),
+            "built": (built, built_reader.collect),
+            "joined": (joined, joined_reader.get_metrics_data),
+        }
+
+    def block(self, variant: str, work: Callable[[], None]) -> float:
+        """One block of ``work`` with ``variant``'s recorder: CPU seconds per interaction."""
+        recorder, collect = self.variants[variant]
+        self.live.metrics = recorder
+        return block(work, collect)
+
+    def close(self) -> None:
+        self.handle.shutdown()
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+        self.built_provider.shutdown()
+
+
+def judge_variants(name: str, off: float, built: float, joined: float, *, unit: str, kind: str = "cpu") -> bool:
+    """9a (a meter provider built here) judged; 9b (one joined: the SDK's own instruments, whose
+    cost is the SDK's) printed and recorded, not judged."""
+    ok = judge(
+        "9a",
+        f"{name}, metrics on (a provider built here) vs off",
+        built,
+        off,
+        1.10,
+        unit=unit,
+        yardstick_name="metrics off",
+        kind=kind,
+    )
+    judge(
+        "9b",
+        f"{name}, metrics on (a provider joined: the SDK's instruments) vs off",
+        joined,
+        off,
+        1.10,
+        unit=unit,
+        yardstick_name="metrics off",
+        kind=kind,
+    )
+    return ok
+
+
 def main() -> int:
     header("GenAI metrics: CPU per interaction, off and on", __doc__ or "")
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(NullExporter()))
-    joined_reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[joined_reader], shutdown_on_exit=False)
-    handle = oa.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, exporters=())
-    live = runtime.current()
-    joined = live.metrics
-    assert joined is not None
-    histograms = Histograms(SPECS)
-    resource = Resource.create({})
-    built_reader = periodic_reader(_DropMetrics(), histograms, resource, export_interval_millis=math.inf)
-    built_provider = MeterProvider(metric_readers=[built_reader], resource=resource, shutdown_on_exit=False)
-    built = metrics_for(built_provider, with_user_id=False, histograms=histograms)
-    variants: dict[str, tuple[GenAIMetrics | None, Callable[[], object] | None]] = {
-        "off": (None, None),
-        "built": (built, built_reader.collect),
-        "joined": (joined, joined_reader.get_metrics_data),
-    }
+    setup = Setup()
     ok = True
     try:
         with oa.session("bench-metrics", user_id="u1"):
-            workloads = (
-                ("chat (track_interaction)", chat),
-                ("stream of 20 chunks (decorator)", stream),
-                ("JSON chat request (middleware)", request),
-            )
-            for name, work in workloads:
-                figures: dict[str, list[float]] = {variant: [] for variant in variants}
-                order = list(variants)
+            for name, work in WORKLOADS:
+                figures: dict[str, list[float]] = {variant: [] for variant in setup.variants}
+                order = list(setup.variants)
                 for r in range(ROUNDS):
                     for variant in order[r % 3 :] + order[: r % 3]:
-                        recorder, collect = variants[variant]
-                        live.metrics = recorder
-                        figures[variant].append(block(work, collect))
+                        figures[variant].append(setup.block(variant, work))
                 base, own, sdk = (summarise(figures[v], "p10") for v in ("off", "built", "joined"))
                 print(
                     f"  {name}: {base * 1e6:.1f} µs off; on, a provider built here {own * 1e6:.1f} µs, "
                     f"one joined {sdk * 1e6:.1f} µs"
                 )
-                ok &= judge(
-                    "9a",
-                    f"{name}, metrics on (a provider built here) vs off",
-                    own * 1e6,
-                    base * 1e6,
-                    1.10,
-                    unit="µs",
-                    yardstick_name="metrics off",
-                )
-                judge(
-                    "9b",
-                    f"{name}, metrics on (a provider joined: the SDK's instruments) vs off",
-                    sdk * 1e6,
-                    base * 1e6,
-                    1.10,
-                    unit="µs",
-                    yardstick_name="metrics off",
-                )
-        live.metrics = joined
-        yardstick = sdk_record_cost(meter_provider) * 1e6
+                ok &= judge_variants(name, base * 1e6, own * 1e6, sdk * 1e6, unit="µs")
+        setup.live.metrics = setup.variants["joined"][0]
+        yardstick = sdk_record_cost(setup.meter_provider) * 1e6
         print(f"  yardstick: one measurement through the SDK's histogram: {yardstick:.1f} µs")
     finally:
-        handle.shutdown()
-        tracer_provider.shutdown()
-        meter_provider.shutdown()
-        built_provider.shutdown()
+        setup.close()
     return 0 if ok or QUICK else 1
 
 

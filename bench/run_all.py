@@ -29,6 +29,7 @@ BENCHMARKS = [
     "bench_memory",
     "bench_dashboard",
     "bench_metrics",
+    "bench_metrics_instructions",
 ]
 NOISE_BAND = 0.10
 """How far past its limit a CPU ratio may be, its instruction count passing, to be noise."""
