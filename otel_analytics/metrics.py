@@ -26,7 +26,7 @@ moment it is made (exemplars).
 
 from __future__ import annotations
 
-import itertools
+import operator
 import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -183,13 +183,13 @@ class GenAIMetrics:
                 )
             costs: dict[tuple[Any, ...], float] = {}
             measured: list[tuple[int, tuple[Any, ...], list[Any]]] = []
-            gaps: list[tuple[tuple[Any, ...], Sequence[int]]] = []  # a stream's chunk ends, by series
+            gaps: list[tuple[tuple[Any, ...], list[int]]] = []  # the times between chunks (ns), by series
             for series, rows in groups.items():
                 self._fold(series, rows, costs, measured, gaps)
             if self._own is not None:
                 self._own.record_many(measured)
-                for key, ends in gaps:
-                    self._own.record_gaps(_PER_CHUNK, key, ends)
+                for key, between in gaps:
+                    self._own.record_gaps(_PER_CHUNK, key, between)
             else:
                 instruments, attributes_of = self._instruments, self._attributes
                 for index, key, values in measured:
@@ -197,10 +197,10 @@ class GenAIMetrics:
                     for value in values:
                         record(value, found)
                 per_chunk = instruments[_PER_CHUNK]
-                for key, ends in gaps:
+                for key, between in gaps:
                     chunk_attributes = attributes_of(key)
-                    for previous, end in itertools.pairwise(ends):
-                        per_chunk.record(max(end - previous, 0) / 1e9, chunk_attributes)
+                    for gap in between:
+                        per_chunk.record(max(gap, 0) / 1e9, chunk_attributes)
             for cost_key, usd in costs.items():
                 self._cost.add(usd, self._attributes(cost_key))
 
@@ -210,7 +210,7 @@ class GenAIMetrics:
         rows: list[tuple[Any, ...]],
         costs: dict[tuple[Any, ...], float],
         measured: list[tuple[int, tuple[Any, ...], list[Any]]],
-        gaps: list[tuple[tuple[Any, ...], Sequence[int]]],
+        gaps: list[tuple[tuple[Any, ...], list[int]]],
     ) -> None:
         """One group's counts, costs and histogram values."""
         kind, user, operation, provider, request_model, response_model, server, error_type, outcome, status = series
@@ -254,9 +254,13 @@ class GenAIMetrics:
         found = [value for value in first_chunks if value is not None]
         if found:
             measured.append((_FIRST, base, found))
+            # The times between a stream's chunks, every stream of the series in one list (ns).
+            between: list[int] = []
             for first, ends in zip(first_chunks, chunk_ends, strict=True):
                 if first is not None and ends and len(ends) > 1:
-                    gaps.append((base, ends))
+                    between += map(operator.sub, ends[1:], ends)
+            if between:
+                gaps.append((base, between))
 
     def _attributes(self, key: tuple[Any, ...]) -> dict[str, Any]:
         """The attributes of a key, made once (the SDK copies what it keeps)."""

@@ -16,7 +16,6 @@ agent's) gets the same measurements through the SDK's instruments, as any instru
 from __future__ import annotations
 
 import bisect
-import operator
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -65,10 +64,18 @@ class _Point:
         self.buckets = [0] * buckets
 
 
-def _count_into(buckets: list[int], bounds: Sequence[float], values: Sequence[float]) -> None:
+def _count_into(
+    buckets: list[int], bounds: Sequence[float], values: Sequence[float], lowest: float, highest: float
+) -> None:
     """Add to each bucket the values in it (bucket ``i``: above ``bounds[i-1]``, up to
-    ``bounds[i]``, as the SDK counts): the values sorted once and each bound looked up in them,
-    in C, so a bucket costs one search whatever the number of values."""
+    ``bounds[i]``, as the SDK counts). ``lowest`` and ``highest``: the least and the greatest of
+    the values. When they share a bucket, all the values are in it (the times between a fast
+    stream's chunks, a series' like prompts: two searches); else the values are sorted once and
+    each bound looked up in them, in C, so a bucket costs one search whatever their number."""
+    bucket = bisect.bisect_left(bounds, lowest)
+    if bucket == bisect.bisect_left(bounds, highest):
+        buckets[bucket] += len(values)
+        return
     ordered = sorted(values)
     below = 0
     for bucket, bound in enumerate(bounds):
@@ -104,26 +111,26 @@ class Aggregation:
             point.min = lowest
         if highest > point.max:
             point.max = highest
-        _count_into(point.buckets, self._specs[index].bounds, values)
+        _count_into(point.buckets, self._specs[index].bounds, values, lowest, highest)
 
-    def add_gaps(self, index: int, key: tuple[Any, ...], ends: Sequence[int]) -> None:
-        """:meth:`add` of each gap between consecutive ``ends`` (ns), in seconds: bucketed in
-        nanoseconds (the boundaries are whole ones), in C-level loops."""
+    def add_gaps(self, index: int, key: tuple[Any, ...], gaps: Sequence[int]) -> None:
+        """:meth:`add` of times between chunks, ``gaps`` in ns (any number of streams' at once),
+        measured in seconds: bucketed in nanoseconds (the boundaries are whole ones), in C-level
+        loops."""
         points = self._points[index]
         point = points.get(key)
         if point is None:
             point = points[key] = _Point(len(self._specs[index].bounds) + 1)
-        gaps = list(map(operator.sub, ends[1:], ends))
         if min(gaps) < 0:  # never, from a monotonic clock
             gaps = [max(gap, 0) for gap in gaps]
         point.count += len(gaps)
         point.sum += sum(gaps) / 1e9
-        lowest, highest = min(gaps) / 1e9, max(gaps) / 1e9
-        if lowest < point.min:
-            point.min = lowest
-        if highest > point.max:
-            point.max = highest
-        _count_into(point.buckets, self._bounds_ns[index], gaps)
+        lowest_ns, highest_ns = min(gaps), max(gaps)
+        if lowest_ns / 1e9 < point.min:
+            point.min = lowest_ns / 1e9
+        if highest_ns / 1e9 > point.max:
+            point.max = highest_ns / 1e9
+        _count_into(point.buckets, self._bounds_ns[index], gaps, lowest_ns, highest_ns)
 
     def take(self, attributes_of: Any) -> list[Metric]:
         """The points as SDK metrics (for delta, those since the last call, which starts anew)."""
@@ -179,11 +186,12 @@ class Histograms:
                 for aggregation in consumers:
                     aggregation.add(index, key, values)
 
-    def record_gaps(self, index: int, key: tuple[Any, ...], ends: Sequence[int]) -> None:
-        """One measurement per chunk after the first: the time from the previous chunk's end (ns)."""
+    def record_gaps(self, index: int, key: tuple[Any, ...], gaps: Sequence[int]) -> None:
+        """One measurement per chunk after a stream's first: the time from the previous chunk's
+        end (``gaps``, ns)."""
         with self._lock:
             for aggregation in self._consumers:
-                aggregation.add_gaps(index, key, ends)
+                aggregation.add_gaps(index, key, gaps)
 
     def take(self, aggregation: Aggregation) -> list[Metric]:
         with self._lock:

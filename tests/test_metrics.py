@@ -544,5 +544,5 @@ def test_values_are_bucketed_as_the_sdk_buckets_them(values: list[float]) -> Non
     for value in values:
         expected[bisect.bisect_left(DURATION_BUCKETS, value)] += 1
     found = [0] * (len(DURATION_BUCKETS) + 1)
-    _count_into(found, DURATION_BUCKETS, values)
+    _count_into(found, DURATION_BUCKETS, values, min(values), max(values))
     assert found == expected
