@@ -110,6 +110,28 @@ JUDGED = {
 """What is judged of each kind of call: (target, label, variant, limit), what the variant adds
 against what openai-v2 adds (``bench_capture_instructions`` judges the same, in instructions)."""
 
+
+def judge_added(label: str, added: dict[str, float], *, unit: str, kind: str = "cpu") -> bool:
+    """The targets of ``label``'s calls (:data:`JUDGED`): what each variant adds against what
+    openai-v2 adds (without openai-v2, said, and nothing judged)."""
+    if "openai-v2" not in added:
+        print("  (openai-v2 is not installed here: make bench installs it; no ratio)")
+        return True
+    ok = True
+    for target, shown, variant, limit in JUDGED[label]:
+        ok &= judge(
+            target,
+            shown,
+            added[variant],
+            added["openai-v2"],
+            limit,
+            unit=unit,
+            yardstick_name="openai-v2",
+            kind=kind,
+        )
+    return ok
+
+
 BLOCK = 5 if QUICK else 40
 WARM = 2 if QUICK else 5
 
@@ -167,19 +189,7 @@ def main() -> int:
                 added = {name: figures[name] - figures["bare"] for name in names if name != "bare"}
                 print(f"  {label}: " + ", ".join(f"{name} {figures[name]:.0f} µs" for name in names))
                 print(f"  {label}: added " + ", ".join(f"{name} +{value:.0f} µs" for name, value in added.items()))
-                if peer is None:
-                    print("  (openai-v2 is not installed here: make bench installs it; no ratio)")
-                    continue
-                for target, shown, variant, limit in JUDGED[label]:
-                    ok &= judge(
-                        target,
-                        shown,
-                        added[variant],
-                        added["openai-v2"],
-                        limit,
-                        unit="µs",
-                        yardstick_name="openai-v2",
-                    )
+                ok &= judge_added(label, added, unit="µs")
             # A host that is not an LLM provider, through a hooked client.
             with httpx2.Client(base_url=url) as plain:
 

@@ -16,14 +16,8 @@ valgrind is not installed; without openai-v2, the counts are printed and nothing
 
 from __future__ import annotations
 
-import binascii
 import gc
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx2
@@ -32,19 +26,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_analytics as oa
-from bench.bench_capture import JUDGED, _peer, json_call, stream_call
-from bench.common import COMPLETION, QUICK, NullExporter, header, judge, sse_events
+from bench import callgrind
+from bench.bench_capture import _peer, json_call, judge_added, stream_call
+from bench.common import COMPLETION, QUICK, NullExporter, header, sse_events
 from otel_analytics import capture
 
 VARIANTS = ("bare", "capture", "decorated", "openai-v2")
 N_JSON = 2 if QUICK else 200
 N_STREAM = 1 if QUICK else 50
 WARM_UP = (3, 1) if QUICK else (400, 100)  # JSON, stream: imports, caches, the interpreter's specialisation
-_MARK = "*crc_hqx*"  # callgrind dumps its counts when this function is entered
-
-
-def _mark() -> None:
-    binascii.crc_hqx(b"", 0)
 
 
 class _Events(httpx2.SyncByteStream):
@@ -105,53 +95,21 @@ def child(variant: str) -> None:
         # threshold. Collections of what the calls allocate are still counted.
         gc.collect()
         gc.freeze()
-        _mark()
+        callgrind.mark()
         for call, count in ((json_call, N_JSON), (stream_call, N_STREAM)):
             for _ in range(count):
                 call(client, decorated)
-            _mark()
+            callgrind.mark()
     handle.shutdown()
-
-
-def _count(valgrind: str, variant: str, workdir: str) -> tuple[int, int]:
-    """Instructions of the JSON phase and of the stream phase of one variant (one callgrind run)."""
-    out = os.path.join(workdir, f"{variant}.out")
-    command = [
-        valgrind,
-        "--tool=callgrind",
-        f"--dump-before={_MARK}",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        "-m",
-        "bench.bench_capture_instructions",
-        "--child",
-        variant,
-        *(["--quick"] if QUICK else []),
-    ]
-    # One hash seed for every run (see bench_instructions).
-    run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-    if run.returncode != 0:
-        raise RuntimeError(f"{variant} under callgrind failed: {run.stderr[-2000:]}")
-    counts = []
-    for index in (2, 3):  # dump 1 is start-up and warm-up
-        with open(f"{out}.{index}", encoding="utf-8") as dump:
-            totals = [line for line in dump if line.startswith("totals:")]
-        counts.append(int(totals[0].split()[1]))
-    return counts[0], counts[1]
 
 
 def main() -> int:
     header("Capture of provider calls: instructions added per call (callgrind), beside openai-v2", __doc__ or "")
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        print("valgrind is not installed: instruction counts skipped\n")
-        return 0
     # A smoke run counts two (valgrind makes the SDK's imports slow); without openai-v2, three.
     variants = VARIANTS[:2] if QUICK else VARIANTS if _peer() is not None else VARIANTS[:-1]
-    if hasattr(os, "sched_setaffinity"):  # counts need no quiet CPU: two variants at once, any CPU
-        os.sched_setaffinity(0, range(os.cpu_count() or 1))
-    with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(max_workers=2) as pool:
-        counted = dict(zip(variants, pool.map(lambda v: _count(valgrind, v, workdir), variants), strict=True))
+    counted = callgrind.count("bench.bench_capture_instructions", variants, 2)
+    if counted is None:
+        return 0
     per = {v: {"JSON": json / N_JSON, "stream": stream / N_STREAM} for v, (json, stream) in counted.items()}
     ok = True
     for label in ("JSON", "stream"):
@@ -160,20 +118,7 @@ def main() -> int:
             f"  {label}: bare {per['bare'][label]:,.0f} instructions a call; added "
             + ", ".join(f"{v} +{value:,.0f}" for v, value in added.items())
         )
-        if "openai-v2" not in added:
-            print("  (openai-v2 is not installed here: make bench installs it; no ratio)")
-            continue
-        for target, shown, variant, limit in JUDGED[label]:
-            ok &= judge(
-                target,
-                shown,
-                added[variant],
-                added["openai-v2"],
-                limit,
-                unit="instructions",
-                yardstick_name="openai-v2",
-                kind="instructions",
-            )
+        ok &= judge_added(label, added, unit="instructions", kind="instructions")
     return 0 if ok or QUICK else 1
 
 

@@ -16,19 +16,15 @@ Skipped where valgrind is not installed.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import gc
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from bench import callgrind
 from bench.bench_middleware import (
     REQUEST,
     STREAM_REQUEST,
@@ -48,11 +44,6 @@ N_SSE = 1 if QUICK else 100
 # CPython 3.11 specialises its bytecode with exponential back-off: the stock middleware's code
 # was measured still ~40 % over its settled count after 60 requests, settled after ~1,000.
 WARM_UP = {"json": 3, "sse20": 2, "sse220": 1} if QUICK else {"json": 1200, "sse20": 300, "sse220": 60}
-_MARK = "*crc_hqx*"  # callgrind dumps its counts when this function is entered
-
-
-def _mark() -> None:
-    binascii.crc_hqx(b"", 0)
 
 
 def child(variant: str) -> None:
@@ -72,10 +63,10 @@ def child(variant: str) -> None:
         plain_span(provider, shapes["json"], WARM_UP["json"])
         gc.collect()
         gc.freeze()
-        _mark()
+        callgrind.mark()
         for label, _, _ in PHASES:  # the same phases: a span per request, of that kind's shape
             plain_span(provider, shapes["sse20" if label != "json" else "json"], N_JSON if label == "json" else N_SSE)
-            _mark()
+            callgrind.mark()
         return
     app = apps[variant]
 
@@ -87,12 +78,20 @@ def child(variant: str) -> None:
         # threshold. Collections of what the requests allocate are still counted.
         gc.collect()
         gc.freeze()
-        _mark()
+        callgrind.mark()
         for label, query, body in PHASES:
             await serve(app, query, N_JSON if label == "json" else N_SSE, body)
-            _mark()
+            callgrind.mark()
 
     asyncio.run(phases())
+
+
+def _write_shapes(workdir: str) -> dict[str, str]:
+    """The interaction spans' names and attributes, for the plain-span variant to copy."""
+    path = os.path.join(workdir, "shapes.json")
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(interaction_attributes(), file)
+    return {SHAPES: path}
 
 
 def interaction_attributes_from(text: str) -> dict[str, dict[str, Any]]:
@@ -102,49 +101,11 @@ def interaction_attributes_from(text: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _count(valgrind: str, variant: str, workdir: str) -> list[int]:
-    """Instructions of each phase of one variant (one callgrind run)."""
-    out = os.path.join(workdir, f"{variant}.out")
-    command = [
-        valgrind,
-        "--tool=callgrind",
-        f"--dump-before={_MARK}",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        "-m",
-        "bench.bench_instructions",
-        "--child",
-        variant,
-        *(["--quick"] if QUICK else []),
-    ]
-    # One hash seed for every run: with a random one (Python's default), dicts and sets of strings
-    # lay out differently each time, and the same code counted up to ~4k instructions apart
-    # from one run to the next.
-    environ = {**os.environ, "PYTHONHASHSEED": "0", SHAPES: os.path.join(workdir, "shapes.json")}
-    run = subprocess.run(command, capture_output=True, text=True, env=environ)
-    if run.returncode != 0:
-        raise RuntimeError(f"{variant} under callgrind failed: {run.stderr[-2000:]}")
-    # Dump 1 is start-up and warm-up; dumps 2.. are the phases, in order.
-    counts = []
-    for index in range(2, 2 + len(PHASES)):
-        with open(f"{out}.{index}", encoding="utf-8") as dump:
-            totals = [line for line in dump if line.startswith("totals:")]
-        counts.append(int(totals[0].split()[1]))
-    return counts
-
-
 def main() -> int:
     header("middleware: instructions per request (callgrind)", __doc__ or "")
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        print("valgrind is not installed: instruction counts skipped\n")
+    counted = callgrind.count("bench.bench_instructions", VARIANTS, len(PHASES), _write_shapes)
+    if counted is None:
         return 0
-    if hasattr(os, "sched_setaffinity"):  # counts need no quiet CPU: two variants at once, any CPU
-        os.sched_setaffinity(0, range(os.cpu_count() or 1))
-    with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(max_workers=2) as pool:
-        with open(os.path.join(workdir, "shapes.json"), "w", encoding="utf-8") as file:
-            json.dump(interaction_attributes(), file)
-        counted = dict(zip(VARIANTS, pool.map(lambda v: _count(valgrind, v, workdir), VARIANTS), strict=True))
     per = {
         variant: {label: counts[i] / (N_JSON if label == "json" else N_SSE) for i, (label, _, _) in enumerate(PHASES)}
         for variant, counts in counted.items()

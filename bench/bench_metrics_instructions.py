@@ -14,29 +14,19 @@ not installed.
 
 from __future__ import annotations
 
-import binascii
 import gc
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_analytics as oa
+from bench import callgrind
 from bench.bench_metrics import BLOCK, WORKLOADS, Setup, judge_variants
 from bench.common import QUICK, NullExporter, header
 
 VARIANTS = ("off", "built", "joined")
 BLOCKS = 1 if QUICK else 3
 WARM_UP_BLOCKS = 1 if QUICK else 3
-_MARK = "*crc_hqx*"  # callgrind dumps its counts when this function is entered
-
-
-def _mark() -> None:
-    binascii.crc_hqx(b"", 0)
 
 
 def child(variant: str) -> None:
@@ -53,50 +43,19 @@ def child(variant: str) -> None:
         # What start-up made is frozen out of the collector's sight (see bench_instructions).
         gc.collect()
         gc.freeze()
-        _mark()
+        callgrind.mark()
         for _, work in WORKLOADS:
             for _ in range(BLOCKS):
                 setup.block(variant, work)
-            _mark()
+            callgrind.mark()
     setup.close()
-
-
-def _count(valgrind: str, variant: str, workdir: str) -> list[int]:
-    """Instructions of each workload's blocks with one variant (one callgrind run)."""
-    out = os.path.join(workdir, f"{variant}.out")
-    command = [
-        valgrind,
-        "--tool=callgrind",
-        f"--dump-before={_MARK}",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        "-m",
-        "bench.bench_metrics_instructions",
-        "--child",
-        variant,
-        *(["--quick"] if QUICK else []),
-    ]
-    run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-    if run.returncode != 0:
-        raise RuntimeError(f"{variant} under callgrind failed: {run.stderr[-2000:]}")
-    counts = []
-    for index in range(2, 2 + len(WORKLOADS)):  # dump 1 is start-up and warm-up
-        with open(f"{out}.{index}", encoding="utf-8") as dump:
-            totals = [line for line in dump if line.startswith("totals:")]
-        counts.append(int(totals[0].split()[1]))
-    return counts
 
 
 def main() -> int:
     header("GenAI metrics: instructions per interaction (callgrind), off and on", __doc__ or "")
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        print("valgrind is not installed: instruction counts skipped\n")
+    counted = callgrind.count("bench.bench_metrics_instructions", VARIANTS, len(WORKLOADS))
+    if counted is None:
         return 0
-    if hasattr(os, "sched_setaffinity"):  # counts need no quiet CPU: two variants at once, any CPU
-        os.sched_setaffinity(0, range(os.cpu_count() or 1))
-    with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(max_workers=2) as pool:
-        counted = dict(zip(VARIANTS, pool.map(lambda v: _count(valgrind, v, workdir), VARIANTS), strict=True))
     interactions = BLOCKS * BLOCK
     ok = True
     for index, (name, _) in enumerate(WORKLOADS):
