@@ -149,6 +149,11 @@ def judge(
     the table uses to tell noise from a miss). Printed, and recorded for the table."""
     ratio = figure / yardstick if yardstick else figure
     ok = ratio >= limit if higher_is_better else ratio <= limit
+    if figure < 0 or (yardstick is not None and yardstick < 0):
+        # What a variant adds, below zero: the run's noise was larger than what it measures.
+        # No ratio of that is a pass.
+        ok = False
+        note += " (below zero: the noise of this run was larger than what is measured)"
     status = "n/a" if QUICK else ("PASS" if ok else "FAIL")
     sign = ">=" if higher_is_better else "<="
     if yardstick:

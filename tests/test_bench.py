@@ -64,3 +64,13 @@ def test_a_cpu_ratio_just_past_its_limit_is_noise_when_the_instructions_pass() -
         assert status == expected, records
         text, all_met = table(records)
         assert all_met is met and f"| {expected} |" in text
+
+
+def test_a_difference_below_zero_is_no_pass() -> None:
+    """What a variant adds, measured below zero, says the run's noise swamped it: no verdict of it
+    is a pass, whatever its ratio to the yardstick."""
+    from bench.common import judge
+
+    assert judge("10a", "added", 50.0, 200.0, 0.5, unit="µs")
+    assert not judge("10b", "added", -220.0, 150.0, 0.5, unit="µs")
+    assert not judge("10b", "added", -600.0, -560.0, 0.5, unit="µs")
