@@ -27,7 +27,7 @@ from typing import Any
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExporter, MetricExportResult
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import otel_analytics as oa
@@ -154,13 +154,13 @@ Variants = dict[str, tuple[GenAIMetrics | None, Callable[[], object] | None]]
 
 
 class Setup:
-    """otel-analytics configured on an SDK tracer provider (a batch processor, ``processor`` or
-    one whose exporter drops) and on a meter provider of the app's (joined: the SDK's
+    """otel-analytics configured on an SDK tracer provider (``processor``, else a batch processor
+    whose exporter drops) and on a meter provider of the app's (joined: the SDK's
     instruments, an in-memory reader); a second meter provider built as ``configure()`` builds
     one (the histograms aggregated by the package, a reader whose exporter drops). ``variants``:
     each variant's recorder and the collection that ends its blocks."""
 
-    def __init__(self, processor: BatchSpanProcessor | None = None) -> None:
+    def __init__(self, processor: SpanProcessor | None = None) -> None:
         self.tracer_provider = TracerProvider()
         self.tracer_provider.add_span_processor(processor or BatchSpanProcessor(NullExporter()))
         joined_reader = InMemoryMetricReader()
