@@ -75,7 +75,7 @@ class Variants:
     switch cost more. Each block starts with every class the variants hook touched (an attribute
     set and removed), whichever variant it is: every variant's block starts from the same
     forgetting. Without it, a client hooked with the capture switched off measured 4-5 % faster
-    than the same client never hooked, and what a variant adds came out below zero in some runs."""
+    than the same client never hooked (two runs)."""
 
     def __init__(self, provider: TracerProvider, peer: Any) -> None:
         self._provider = provider
