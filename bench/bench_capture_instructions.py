@@ -17,7 +17,6 @@ valgrind is not installed; without openai-v2, the counts are printed and nothing
 from __future__ import annotations
 
 import gc
-import sys
 from typing import Any
 
 import httpx2
@@ -123,7 +122,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if "--child" in sys.argv:
-        child(sys.argv[sys.argv.index("--child") + 1])
-        sys.exit(0)
-    sys.exit(main())
+    callgrind.entry(child, main)

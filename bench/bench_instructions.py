@@ -19,7 +19,6 @@ import asyncio
 import gc
 import json
 import os
-import sys
 from typing import Any
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -127,7 +126,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if "--child" in sys.argv:
-        child(sys.argv[sys.argv.index("--child") + 1])
-        sys.exit(0)
-    sys.exit(main())
+    callgrind.entry(child, main)

@@ -15,7 +15,6 @@ not installed.
 from __future__ import annotations
 
 import gc
-import sys
 
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
@@ -63,7 +62,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if "--child" in sys.argv:
-        child(sys.argv[sys.argv.index("--child") + 1])
-        sys.exit(0)
-    sys.exit(main())
+    callgrind.entry(child, main)

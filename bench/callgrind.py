@@ -16,6 +16,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import NoReturn
 
 from bench.common import QUICK
 
@@ -74,3 +75,12 @@ def count(
         environ = {**os.environ, **(prepare(workdir) if prepare is not None else {})}
         found = pool.map(lambda variant: _count(valgrind, module, variant, phases, workdir, environ), variants)
         return dict(zip(variants, found, strict=True))
+
+
+def entry(child: Callable[[str], None], main: Callable[[], int]) -> NoReturn:
+    """A benchmark module's entry: the child a callgrind run starts (``--child VARIANT``), else
+    its ``main``."""
+    if "--child" in sys.argv:
+        child(sys.argv[sys.argv.index("--child") + 1])
+        sys.exit(0)
+    sys.exit(main())
