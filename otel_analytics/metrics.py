@@ -231,14 +231,13 @@ class GenAIMetrics:
             # The common case, summed per series: a chat's pricing status is the series' own,
             # else "priced" where it has a cost and "no_usage" where not.
             priced = [cost for cost in row_costs if cost is not None]
-            label = (provider or "unknown", request_model, response_model)
             if status is not None:
-                _add(costs, ("cost", "chat", *label, status, user), sum(priced))
+                _add(costs, _cost_key(series, status), sum(priced))
             else:
                 if priced:
-                    _add(costs, ("cost", "chat", *label, "priced", user), sum(priced))
+                    _add(costs, _cost_key(series, "priced"), sum(priced))
                 if len(priced) < len(rows):
-                    _add(costs, ("cost", "chat", *label, "no_usage", user), 0.0)
+                    _add(costs, _cost_key(series, None), 0.0)
         else:
             for cost, parts in zip(row_costs, row_parts, strict=True):
                 _add_cost(costs, series, cost, parts)
@@ -282,7 +281,7 @@ def _add_cost(
     costs: dict[tuple[Any, ...], float], series: tuple[Any, ...], cost: float | None, parts: tuple[Any, ...] | None
 ) -> None:
     """One interaction's cost, where it is not a chat or has costs of its own (``parts``)."""
-    kind, user, _, provider, request_model, response_model, _, _, _, status = series
+    kind, status = series[0], series[-1]
     status = status or ("priced" if cost is not None else None)
     if parts is not None:
         given = 0
@@ -293,10 +292,18 @@ def _add_cost(
         if status == "given":
             cost = given / 100_000
     if kind == "chat":
-        key = ("cost", "chat", provider or "unknown", request_model, response_model, status or "no_usage", user)
-        _add(costs, key, cost or 0.0)
+        _add(costs, _cost_key(series, status), cost or 0.0)
     elif cost is not None:
-        _add(costs, ("cost", kind, None, None, None, status, user), cost)
+        _add(costs, _cost_key(series, status), cost)
+
+
+def _cost_key(series: tuple[Any, ...], status: str | None) -> tuple[Any, ...]:
+    """The ``analytics.cost`` series of a series' interactions priced with ``status`` (a chat's
+    by provider and models, ``no_usage`` when it has none; another kind's by kind alone)."""
+    kind, user, _, provider, request_model, response_model = series[:6]
+    if kind == "chat":
+        return ("cost", "chat", provider or "unknown", request_model, response_model, status or "no_usage", user)
+    return ("cost", kind, None, None, None, status, user)
 
 
 def _attributes_of(key: tuple[Any, ...]) -> dict[str, Any]:

@@ -126,10 +126,8 @@ class Aggregation:
         point.count += len(gaps)
         point.sum += sum(gaps) / 1e9
         lowest_ns, highest_ns = min(gaps), max(gaps)
-        if lowest_ns / 1e9 < point.min:
-            point.min = lowest_ns / 1e9
-        if highest_ns / 1e9 > point.max:
-            point.max = highest_ns / 1e9
+        point.min = min(point.min, lowest_ns / 1e9)
+        point.max = max(point.max, highest_ns / 1e9)
         _count_into(point.buckets, self._bounds_ns[index], gaps, lowest_ns, highest_ns)
 
     def take(self, attributes_of: Any) -> list[Metric]:

@@ -185,7 +185,7 @@ class CapturedCall:
         if status >= 400:
             self._finish("failed", None, error_type=str(status))
             return False
-        kind, encoding = content_headers(headers)
+        kind, encoding = _content_headers(headers)
         if content is not None:  # read by the client, and decoded: no encoding left
             inspector = inspector_for(kind, b"", self._cap)
             if inspector is not None:
@@ -298,7 +298,7 @@ class CapturedCall:
         return usage if usage is not None and (usage.reported or usage.response_model or usage.invalid) else None
 
 
-def content_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+def _content_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
     """An answer's ``Content-Type`` and ``Content-Encoding`` (``b""`` when absent) from its raw
     header pairs, in one pass, as the bytes the inspectors take; a repeated one joined with
     ``", "`` as ``Headers.get`` joins it (two ``Headers.get`` calls and their text round trip
