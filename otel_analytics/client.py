@@ -228,6 +228,9 @@ def _cost_parts(costs: Mapping[str, int] | None) -> dict[str, int]:
             parts[attrs.COST_PART_PREFIX + key] = count
     if parts:
         total = sum(parts.values())
+        # Every part, 0 where none was given, as the tracker receives them: what reads the
+        # interaction later (the metrics' cost) finds it has costs of its own in one lookup.
+        parts = {attrs.COST_PART_PREFIX + part: 0 for part in attrs.COST_PARTS} | parts
         parts[attrs.COST_MICRO_CENTS] = total
     return parts
 

@@ -30,11 +30,13 @@ import operator
 import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
 
 from . import attributes as attrs
+from ._guard import report_internal_error
 from ._version import __version__
 from .metrics_export import Histograms, HistogramSpec
 
@@ -107,7 +109,12 @@ class GenAIMetrics:
             unit="{interaction}",
             description="Interactions recorded, by type and outcome.",
         )
-        self._waiting: deque[tuple[Any, ...]] = deque()
+        self.waiting: deque[tuple[Any, ...]] = deque()
+        """The interactions waiting for the next hand-on, each ``(type, user id or None, span
+        attributes, duration in s, chunk ends or None)``: :meth:`record` appends to it, and so does
+        ``emit_interaction`` itself (the path of every interaction that is over when recorded),
+        where one more call would cost a twentieth of what the metrics add; then, past
+        :data:`MAX_WAITING`, :meth:`hand_on_when_full`."""
         self._drain_lock = threading.Lock()
         self._attribute_sets: dict[tuple[Any, ...], dict[str, Any]] = {}
         if histograms is not None:
@@ -125,13 +132,23 @@ class GenAIMetrics:
         """An interaction that ended, described by its span's attributes (which hold everything
         the metrics need: they are read when the measurements are handed on, not here; the caller
         never changes them after). ``chunk_ends_ns``: when each chunk of its stream ended
-        (monotonic ns), for the time per output chunk."""
-        waiting = self._waiting
+        (monotonic ns), for the time per output chunk; a list (maybe empty) for every streamed
+        answer, ``None`` for any other interaction, whose time to first chunk is not read. Never
+        raises: this runs in the app's calls."""
+        waiting = self.waiting
         waiting.append(
             (interaction_type, user_id if self.with_user_id else None, attributes, duration_s, chunk_ends_ns)
         )
         if len(waiting) > MAX_WAITING:
+            self.hand_on_when_full()
+
+    def hand_on_when_full(self) -> None:
+        """:meth:`hand_on` on the recording thread, so that memory stays bounded; never raises
+        (this runs in the app's calls)."""
+        try:
             self.hand_on()
+        except Exception as error:  # never the app's problem
+            report_internal_error("metrics", error)
 
     # --- collection -----------------------------------------------------------------------------
     def _collect(self, options: CallbackOptions) -> Iterable[Observation]:
@@ -148,11 +165,11 @@ class GenAIMetrics:
         costs summed once (a chat's), and the times between chunks of all its streams bucketed
         at once."""
         with self._drain_lock:
-            waiting = self._waiting
-            popleft = waiting.popleft
+            waiting = self.waiting
             groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-            for _ in range(len(waiting)):  # what came in meanwhile waits for the next hand-on
-                kind, user, attributes, duration_s, chunk_ends = popleft()
+            # As many as are waiting now (what comes in meanwhile waits for the next hand-on),
+            # each taken off in C.
+            for kind, user, attributes, duration_s, chunk_ends in map(deque.popleft, repeat(waiting, len(waiting))):
                 get = attributes.get
                 series = (
                     kind,
@@ -166,11 +183,12 @@ class GenAIMetrics:
                     get(_OUTCOME),
                     get(_PRICING_STATUS),
                 )
+                # The caller's own costs: any interaction's but a chat's, and a chat's that has them
+                # (``costs`` gives every part when it gives one: one lookup tells).
+                parts = tuple(map(get, _COST_PART_KEYS)) if kind != "chat" or _COST_PART_KEYS[0] in attributes else None
                 rows = groups.get(series)
                 if rows is None:
                     rows = groups[series] = []
-                # The caller's own costs: any interaction's but a chat's, and a chat's that has them.
-                parts = tuple(map(get, _COST_PART_KEYS)) if kind != "chat" or _COST_PART_KEYS[0] in attributes else None
                 rows.append(
                     (
                         duration_s,
@@ -178,12 +196,12 @@ class GenAIMetrics:
                         get(_INPUT_TOKENS),
                         get(_OUTPUT_TOKENS),
                         get(_COST_USD),
-                        get(_FIRST_CHUNK),
+                        get(_FIRST_CHUNK) if chunk_ends is not None else None,
                         parts,
                     )
                 )
             costs: dict[tuple[Any, ...], float] = {}
-            measured: list[tuple[int, tuple[Any, ...], list[Any]]] = []
+            measured: list[tuple[int, tuple[Any, ...], Sequence[Any]]] = []
             gaps: list[tuple[tuple[Any, ...], list[int]]] = []  # the times between chunks (ns), by series
             for series, rows in groups.items():
                 self._fold(series, rows, costs, measured, gaps)
@@ -210,7 +228,7 @@ class GenAIMetrics:
         series: tuple[Any, ...],
         rows: list[tuple[Any, ...]],
         costs: dict[tuple[Any, ...], float],
-        measured: list[tuple[int, tuple[Any, ...], list[Any]]],
+        measured: list[tuple[int, tuple[Any, ...], Sequence[Any]]],
         gaps: list[tuple[tuple[Any, ...], list[int]]],
     ) -> None:
         """One group's counts, costs and histogram values."""
@@ -230,7 +248,7 @@ class GenAIMetrics:
         if chat and not any(row_parts):
             # The common case, summed per series: a chat's pricing status is the series' own,
             # else "priced" where it has a cost and "no_usage" where not.
-            priced = [cost for cost in row_costs if cost is not None]
+            priced = _present(row_costs)
             if status is not None:
                 _add(costs, _cost_key(series, status), sum(priced))
             else:
@@ -244,14 +262,14 @@ class GenAIMetrics:
         if not chat:
             return
         base = ("genai", operation or "chat", provider or "unknown", request_model, response_model, server, user)
-        found = [value for value in input_tokens if value is not None]
+        found = _present(input_tokens)
         if found:
             measured.append((_TOKENS, (*base, "input"), found))
-        found = [value for value in output_tokens if value is not None]
+        found = _present(output_tokens)
         if found:
             measured.append((_TOKENS, (*base, "output"), found))
-        measured.append((_DURATION, (*base, error_type) if error_type else base, list(durations)))
-        found = [value for value in first_chunks if value is not None]
+        measured.append((_DURATION, (*base, error_type) if error_type else base, durations))
+        found = _present(first_chunks)
         if found:
             measured.append((_FIRST, base, found))
             # The times between a stream's chunks, every stream of the series in one list (ns).
@@ -271,6 +289,16 @@ class GenAIMetrics:
                 self._attribute_sets.clear()
             self._attribute_sets[key] = found
         return found
+
+
+def _present(values: Sequence[Any]) -> Sequence[Any]:
+    """``values`` but the ``None`` ones (counted in C first: usually there are none, or all are)."""
+    absent = values.count(None)
+    if absent == 0:
+        return values
+    if absent == len(values):
+        return ()
+    return [value for value in values if value is not None]
 
 
 def _add(costs: dict[tuple[Any, ...], float], key: tuple[Any, ...], usd: float) -> None:

@@ -19,7 +19,6 @@ import bisect
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
@@ -203,16 +202,16 @@ def merged(data: MetricsData | None, ours: list[Metric], resource: Resource) -> 
     scope = InstrumentationScope(SCOPE, __version__)
     resource_metrics = list(data.resource_metrics) if data is not None else []
     for r, found in enumerate(resource_metrics):
-        if found.resource != resource:
+        if found.resource is not resource and found.resource != resource:
             continue
         scopes = list(found.scope_metrics)
         for s, scope_metrics in enumerate(scopes):
             if scope_metrics.scope.name == SCOPE:
-                scopes[s] = replace(scope_metrics, metrics=[*scope_metrics.metrics, *ours])
+                scopes[s] = ScopeMetrics(scope_metrics.scope, [*scope_metrics.metrics, *ours], scope_metrics.schema_url)
                 break
         else:
             scopes.append(ScopeMetrics(scope=scope, metrics=ours, schema_url=""))
-        resource_metrics[r] = replace(found, scope_metrics=scopes)
+        resource_metrics[r] = ResourceMetrics(found.resource, scopes, found.schema_url)
         break
     else:
         resource_metrics.append(

@@ -27,7 +27,7 @@ from ._json import dumps
 from ._ranges import count
 from ._text import clean
 from .context import SessionRef, claim_request_link, current_session, note_app_chat, session_parent
-from .metrics import GenAIMetrics
+from .metrics import MAX_WAITING
 from .pricing import cost_of
 from .redaction import clean_metadata
 from .runtime import Runtime, pinned_ids
@@ -238,7 +238,11 @@ def emit_interaction(
     )
     metrics = runtime.metrics
     if metrics is not None:  # sampled or not: metrics count every interaction
-        _record_metrics(metrics, interaction_type, span_attrs, (end_ns - start_ns) / 1e9, session, chunk_ends)
+        waiting = metrics.waiting  # GenAIMetrics.record's work, without the call
+        user_id = session.user_id if session is not None and metrics.with_user_id else None
+        waiting.append((interaction_type, user_id, span_attrs, (end_ns - start_ns) / 1e9, chunk_ends))
+        if len(waiting) > MAX_WAITING:
+            metrics.hand_on_when_full()
     name = span_name(interaction_type, operation, model, None)
     kind = span_kind(interaction_type)
     finished = runtime.finished
@@ -261,20 +265,6 @@ def emit_interaction(
         span.set_status(status)
     span.end(end_time=end_ns)
     return span.get_span_context()
-
-
-def _record_metrics(
-    metrics: GenAIMetrics,
-    interaction_type: str,
-    attributes: dict[str, Any],
-    duration_s: float,
-    session: SessionRef | None,
-    chunk_ends: Sequence[int] | None,
-) -> None:
-    try:
-        metrics.record(interaction_type, attributes, duration_s, session.user_id if session else None, chunk_ends)
-    except Exception as error:  # never the app's problem
-        report_internal_error("metrics", error)
 
 
 class _Activation:
@@ -567,7 +557,8 @@ class Recording:
             if metrics is not None and self._start_attributes is not None:
                 seen = {**self._start_attributes, **(self._late or {}), **final}
                 duration = max(end_time - self._start_wall, 0) / 1e9
-                _record_metrics(metrics, self._type, seen, duration, self._session, self._chunk_ends)
+                user_id = self._session.user_id if self._session is not None else None
+                metrics.record(self._type, seen, duration, user_id, self._chunk_ends)
             if self._type == "chat":
                 note_app_chat(self._usage.response_id)
             if status is not None:

@@ -181,6 +181,8 @@ def test_the_cost_counter_equals_the_spans_series_by_series(capture_analytics: C
         oa.track_interaction(type="chat", model_name="gpt-4o")  # no usage: no cost, same models
         oa.track_interaction(type="chat", model_name="no-such-model-x", prompt_tokens=3, completion_tokens=1)
         oa.track_interaction(type="chat", model_name="gpt-4o", prompt_tokens=1, costs={"ai_tokens_cost_mc": 700})
+        # Costs given without the tokens' part: the tracker counts them, so does the counter.
+        oa.track_interaction(type="chat", model_name="gpt-4o-mini", prompt_tokens=9, costs={"db_ops_cost_mc": 40})
         oa.track_interaction(type="cost-event", costs={"api_calls_cost_mc": 250, "db_ops_cost_mc": 50})
         oa.track_db_operation(read_ops=1)
     expected: dict[tuple[Any, ...], float] = {}
@@ -214,10 +216,12 @@ def test_the_cost_counter_equals_the_spans_series_by_series(capture_analytics: C
         ("chat", "gpt-4o", "priced"),
         ("chat", "gpt-4o", "no_usage"),
         ("chat", "gpt-4o", "given"),
+        ("chat", "gpt-4o-mini", "given"),
         ("chat", "no-such-model-x", "unknown_model"),
         ("cost-event", None, "given"),
     }
     assert counted[("chat", "gpt-4o", "given")] == pytest.approx(700 / 100_000)
+    assert counted[("chat", "gpt-4o-mini", "given")] == pytest.approx(40 / 100_000)
 
 
 def test_units_instruments_and_bucket_boundaries(capture_analytics: CaptureAnalytics) -> None:
@@ -296,15 +300,23 @@ def test_metrics_off_leaves_the_spans_as_they_were() -> None:
     assert with_metrics and not without
 
 
-def test_nothing_waits_beyond_its_bound(capture_analytics: CaptureAnalytics) -> None:
-    count = genai_metrics.MAX_WAITING * 2 + 10
-    with oa.session("conv-many", user_id="u"):
-        for _ in range(count):
-            oa.track_db_operation(read_ops=1)
+@pytest.mark.parametrize("way", ["track", "context manager"])
+def test_nothing_waits_beyond_its_bound(capture_analytics: CaptureAnalytics, way: str) -> None:
+    """Both ways onto the queue (an interaction recorded when over, one recorded live) hand on
+    past the bound, on the recording thread."""
     from otel_analytics.runtime import current
 
-    recorder = current().metrics  # its queue, with no collection yet: handed on past the bound
-    assert recorder is not None and len(recorder._waiting) <= genai_metrics.MAX_WAITING
+    count = genai_metrics.MAX_WAITING * 2 + 10
+    recorder = current().metrics
+    assert recorder is not None
+    with oa.session("conv-many", user_id="u"):
+        for _ in range(count):
+            if way == "track":
+                oa.track_db_operation(read_ops=1)
+            else:
+                with oa.interaction("db"):
+                    pass
+            assert len(recorder.waiting) <= genai_metrics.MAX_WAITING  # no collection yet
     assert total(capture_analytics, "analytics.interactions", "value", **{"analytics.interaction.type": "db"}) == count
 
 
