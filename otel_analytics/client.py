@@ -60,6 +60,10 @@ def track_interaction(
     middleware sees the same id and counts the exchange once. A chat that the capture of provider
     calls recorded already (the same response id, or else the same model and token counts, in the
     same task or thread) is not recorded again: its interaction's id is returned.
+    ``costs``: what the interaction cost, by part, in micro-cents (``ai_tokens_cost_mc``,
+    ``db_ops_cost_mc``, ``api_calls_cost_mc``, ``compute_time_cost_mc``): recorded as given, the
+    parts not given as 0; the tracker and the ``analytics.cost`` metric (status ``given``) count
+    them instead of a price from the table.
     """
     runtime = _runtime.current()
     if not runtime.settings.enabled:
