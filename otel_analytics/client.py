@@ -62,8 +62,8 @@ def track_interaction(
     same task or thread) is not recorded again: its interaction's id is returned.
     ``costs``: what the interaction cost, by part, in micro-cents (``ai_tokens_cost_mc``,
     ``db_ops_cost_mc``, ``api_calls_cost_mc``, ``compute_time_cost_mc``): recorded as given, the
-    parts not given as 0; the tracker and the ``analytics.cost`` metric (status ``given``) count
-    them instead of a price from the table.
+    parts not given as 0, and their sum is the interaction's cost (``analytics.cost.usd``,
+    ``analytics.pricing.status`` ``given``), instead of a price from the table.
     """
     runtime = _runtime.current()
     if not runtime.settings.enabled:
@@ -109,7 +109,8 @@ def track_interaction(
                     status,
                     ", ".join(attrs.STATUSES),
                 )
-        extra.update(_cost_parts(costs))
+        parts = _cost_parts(costs)
+        extra.update(parts)
         model = clean(model_name) if isinstance(model_name, str) and model_name else None
         if type == "chat" and model is None:
             warn_once(
@@ -118,7 +119,7 @@ def track_interaction(
             )
             model = "unknown"
         outcome = "failed" if status in ("failed", "timeout") else "completed"
-        usage = Usage()
+        usage = Usage(given_cost_mc=sum(parts.values()) if parts else None)
         if type == "chat":
             usage.input_tokens = _count("prompt_tokens", prompt_tokens)
             usage.output_tokens = _count("completion_tokens", completion_tokens)
@@ -230,12 +231,8 @@ def _cost_parts(costs: Mapping[str, int] | None) -> dict[str, int]:
         count = _count(f"costs.{key}", value)
         if count is not None:
             parts[attrs.COST_PART_PREFIX + key] = count
-    if parts:
-        total = sum(parts.values())
-        # Every part, 0 where none was given, as the tracker receives them: what reads the
-        # interaction later (the metrics' cost) finds it has costs of its own in one lookup.
+    if parts:  # every part, 0 where none was given, as the tracker receives them
         parts = {attrs.COST_PART_PREFIX + part: 0 for part in attrs.COST_PARTS} | parts
-        parts[attrs.COST_MICRO_CENTS] = total
     return parts
 
 

@@ -74,8 +74,7 @@ _SERVER, _ERROR_TYPE, _OUTCOME = attrs.SERVER_ADDRESS, attrs.ERROR_TYPE, attrs.O
 _INPUT_TOKENS, _OUTPUT_TOKENS = attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_OUTPUT_TOKENS
 _FIRST_CHUNK = attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
 _COST_USD, _PRICING_STATUS = attrs.COST_USD, attrs.PRICING_STATUS
-_COST_PART_KEYS = tuple(attrs.COST_PART_PREFIX + part for part in attrs.COST_PARTS)
-# A row: (duration, chunk ends, input tokens, output tokens, cost, first chunk, cost parts).
+# A row: (duration, chunk ends, input tokens, output tokens, cost, first chunk).
 
 
 class GenAIMetrics:
@@ -162,7 +161,7 @@ class GenAIMetrics:
         The interactions are grouped by what their series share (type, user, operation,
         provider, models, server, error, outcome, pricing status): each one costs a dozen reads
         of its attributes and two tuples; each group's keys and attributes are made once, its
-        costs summed once (a chat's), and the times between chunks of all its streams bucketed
+        costs summed once, and the times between chunks of all its streams bucketed
         at once."""
         with self._drain_lock:
             waiting = self.waiting
@@ -183,9 +182,6 @@ class GenAIMetrics:
                     get(_OUTCOME),
                     get(_PRICING_STATUS),
                 )
-                # The caller's own costs: any interaction's but a chat's, and a chat's that has them
-                # (``costs`` gives every part when it gives one: one lookup tells).
-                parts = tuple(map(get, _COST_PART_KEYS)) if kind != "chat" or _COST_PART_KEYS[0] in attributes else None
                 rows = groups.get(series)
                 if rows is None:
                     rows = groups[series] = []
@@ -197,7 +193,6 @@ class GenAIMetrics:
                         get(_OUTPUT_TOKENS),
                         get(_COST_USD),
                         get(_FIRST_CHUNK) if chunk_ends is not None else None,
-                        parts,
                     )
                 )
             costs: dict[tuple[Any, ...], float] = {}
@@ -244,21 +239,19 @@ class GenAIMetrics:
         )
         totals = self._interaction_totals
         totals[key] = totals.get(key, 0) + len(rows)
-        durations, chunk_ends, input_tokens, output_tokens, row_costs, first_chunks, row_parts = zip(*rows, strict=True)
-        if chat and not any(row_parts):
-            # The common case, summed per series: a chat's pricing status is the series' own,
-            # else "priced" where it has a cost and "no_usage" where not.
-            priced = _present(row_costs)
-            if status is not None:
+        durations, chunk_ends, input_tokens, output_tokens, row_costs, first_chunks = zip(*rows, strict=True)
+        # Summed per series: the pricing status is the series' own (the table's verdict, or
+        # "given": the caller's own cost), else "priced" where there is a cost, and a chat's
+        # "no_usage" where there is none (counted 0, so its series shows).
+        priced = _present(row_costs)
+        if status is not None:
+            if priced or chat:
                 _add(costs, _cost_key(series, status), sum(priced))
-            else:
-                if priced:
-                    _add(costs, _cost_key(series, "priced"), sum(priced))
-                if len(priced) < len(rows):
-                    _add(costs, _cost_key(series, None), 0.0)
         else:
-            for cost, parts in zip(row_costs, row_parts, strict=True):
-                _add_cost(costs, series, cost, parts)
+            if priced:
+                _add(costs, _cost_key(series, "priced"), sum(priced))
+            if chat and len(priced) < len(rows):
+                _add(costs, _cost_key(series, None), 0.0)
         if not chat:
             return
         base = ("genai", operation or "chat", provider or "unknown", request_model, response_model, server, user)
@@ -303,26 +296,6 @@ def _present(values: Sequence[Any]) -> Sequence[Any]:
 
 def _add(costs: dict[tuple[Any, ...], float], key: tuple[Any, ...], usd: float) -> None:
     costs[key] = costs.get(key, 0.0) + usd
-
-
-def _add_cost(
-    costs: dict[tuple[Any, ...], float], series: tuple[Any, ...], cost: float | None, parts: tuple[Any, ...] | None
-) -> None:
-    """One interaction's cost, where it is not a chat or has costs of its own (``parts``)."""
-    kind, status = series[0], series[-1]
-    status = status or ("priced" if cost is not None else None)
-    if parts is not None:
-        given = 0
-        for value in parts:  # the caller's own costs (micro-cents): what the tracker counts
-            if value is not None:
-                given += value
-                status = "given"
-        if status == "given":
-            cost = given / 100_000
-    if kind == "chat":
-        _add(costs, _cost_key(series, status), cost or 0.0)
-    elif cost is not None:
-        _add(costs, _cost_key(series, status), cost)
 
 
 def _cost_key(series: tuple[Any, ...], status: str | None) -> tuple[Any, ...]:

@@ -112,6 +112,11 @@ def end_attributes(
     elif outcome == "cancelled":
         out[attrs.ERROR_TYPE] = "cancelled"
         status = Status(StatusCode.ERROR, "cancelled")
+    given = usage.given_cost_mc
+    if given is not None:  # the caller's own cost: counted instead of a price, whatever the usage
+        out[attrs.COST_USD] = given / 100_000
+        out[attrs.COST_MICRO_CENTS] = given
+        out[attrs.PRICING_STATUS] = "given"
     if interaction_type != "chat":
         return status
     if usage.response_model:
@@ -133,10 +138,13 @@ def end_attributes(
         out[attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
     if not usage.reported:
         out[attrs.USAGE_STATUS] = "invalid" if usage.invalid else "missing"
-        out[attrs.PRICING_STATUS] = "no_usage"
+        if given is None:
+            out[attrs.PRICING_STATUS] = "no_usage"
         return status
     # Invalid: a count was dropped (out of range, or not an integer); the others are kept, priced.
     out[attrs.USAGE_STATUS] = "invalid" if usage.invalid else "reported"
+    if given is not None:
+        return status
     priced_model = usage.response_model or model
     price = runtime.prices.price(priced_model, provider) if priced_model else None
     if price is None and model and priced_model != model:

@@ -46,6 +46,9 @@ class Usage:
     finish_reasons: list[str] = field(default_factory=list)
     invalid: bool = False
     """A count was reported that is not one (out of range, or not an integer): it was dropped."""
+    given_cost_mc: int | None = None
+    """What the caller says the interaction cost, in micro-cents (``track_*``'s ``costs``):
+    recorded as its cost instead of a price from the table."""
 
     @property
     def reported(self) -> bool:
@@ -62,6 +65,7 @@ class Usage:
             "reasoning_tokens",
             "response_model",
             "response_id",
+            "given_cost_mc",
         ):
             value = getattr(other, name)
             if value is not None:

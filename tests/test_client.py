@@ -70,6 +70,29 @@ def test_explicit_costs_and_status(capture_analytics: CaptureAnalytics) -> None:
     assert span["kind"] == "INTERNAL"
 
 
+@pytest.mark.parametrize("session_id", ["s", None], ids=["in a session", "no session"])
+def test_costs_given_are_the_interactions_cost(capture_analytics: CaptureAnalytics, session_id: str | None) -> None:
+    """A chat given its costs: their sum is its cost, whatever the price table says and whether
+    it reported usage or not (both recording paths: in a session, and a span with none)."""
+    oa.track_interaction(
+        session_id=session_id,
+        model_name="gpt-4o",
+        prompt_tokens=1000,
+        completion_tokens=100,
+        costs={"db_ops_cost_mc": 40, "ai_tokens_cost_mc": 300},
+    )
+    oa.track_interaction(session_id=session_id, model_name="gpt-4o", costs={"api_calls_cost_mc": 7})
+    priced_by_tokens, without_usage = (span["attributes"] for span in capture_analytics.spans(type="chat"))
+    assert priced_by_tokens["analytics.cost.micro_cents"] == 340
+    assert priced_by_tokens["analytics.cost.usd"] == pytest.approx(340 / 100_000)
+    assert priced_by_tokens["analytics.pricing.status"] == "given"
+    assert "analytics.pricing.version" not in priced_by_tokens
+    assert priced_by_tokens["analytics.cost.api_calls_cost_mc"] == 0  # every part, as the tracker gets them
+    assert without_usage["analytics.usage.status"] == "missing"
+    assert without_usage["analytics.pricing.status"] == "given"
+    assert without_usage["analytics.cost.usd"] == pytest.approx(7 / 100_000)
+
+
 def test_bad_fields_are_dropped_with_one_warning_and_the_rest_kept(
     capture_analytics: CaptureAnalytics, caplog: pytest.LogCaptureFixture
 ) -> None:
