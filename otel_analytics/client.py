@@ -119,7 +119,9 @@ def track_interaction(
             )
             model = "unknown"
         outcome = "failed" if status in ("failed", "timeout") else "completed"
-        usage = Usage(given_cost_mc=sum(parts.values()) if parts else None)
+        usage = Usage()
+        if parts:
+            usage.given_cost_mc = sum(parts.values())
         if type == "chat":
             usage.input_tokens = _count("prompt_tokens", prompt_tokens)
             usage.output_tokens = _count("completion_tokens", completion_tokens)
