@@ -19,9 +19,9 @@ span's attributes, its duration) to a queue (~0.5 µs), and the SDK gets its mea
 reader collects (the callback of ``analytics.interactions``, which every collection runs before
 reading the instruments), or on the recording thread once :data:`MAX_WAITING` wait, so memory
 stays bounded (a few MB at most). The waiting interactions are then read and grouped by series,
-and each series' values are aggregated together. Nothing is lost or
-counted twice; what is lost is what the SDK would attach to a measurement from its context at the
-moment it is made (exemplars).
+and each series' values are aggregated together. Nothing is lost or counted twice; what is lost
+is what the SDK would attach to a measurement from its context at the moment it is made
+(exemplars).
 """
 
 from __future__ import annotations
@@ -74,7 +74,6 @@ _SERVER, _ERROR_TYPE, _OUTCOME = attrs.SERVER_ADDRESS, attrs.ERROR_TYPE, attrs.O
 _INPUT_TOKENS, _OUTPUT_TOKENS = attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_OUTPUT_TOKENS
 _FIRST_CHUNK = attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
 _COST_USD, _PRICING_STATUS = attrs.COST_USD, attrs.PRICING_STATUS
-# A row: (duration, chunk ends, input tokens, output tokens, cost, first chunk).
 
 
 class GenAIMetrics:
@@ -161,8 +160,7 @@ class GenAIMetrics:
         The interactions are grouped by what their series share (type, user, operation,
         provider, models, server, error, outcome, pricing status): each one costs a dozen reads
         of its attributes and two tuples; each group's keys and attributes are made once, its
-        costs summed once, and the times between chunks of all its streams bucketed
-        at once."""
+        costs summed once, and the times between chunks of all its streams bucketed at once."""
         with self._drain_lock:
             waiting = self.waiting
             groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
@@ -185,7 +183,7 @@ class GenAIMetrics:
                 rows = groups.get(series)
                 if rows is None:
                     rows = groups[series] = []
-                rows.append(
+                rows.append(  # a row: what _fold reads of each interaction
                     (
                         duration_s,
                         chunk_ends,

@@ -120,11 +120,12 @@ class Aggregation:
         point = points.get(key)
         if point is None:
             point = points[key] = _Point(len(self._specs[index].bounds) + 1)
-        if min(gaps) < 0:  # never, from a monotonic clock
-            gaps = [max(gap, 0) for gap in gaps]
+        lowest_ns = min(gaps)
+        if lowest_ns < 0:  # never, from a monotonic clock
+            gaps, lowest_ns = [max(gap, 0) for gap in gaps], 0
         point.count += len(gaps)
         point.sum += sum(gaps) / 1e9
-        lowest_ns, highest_ns = min(gaps), max(gaps)
+        highest_ns = max(gaps)
         point.min = min(point.min, lowest_ns / 1e9)
         point.max = max(point.max, highest_ns / 1e9)
         _count_into(point.buckets, self._bounds_ns[index], gaps, lowest_ns, highest_ns)
