@@ -94,3 +94,5 @@ STATUSES: Final = ("completed", "failed", "timeout")
 """The tracker's interaction statuses."""
 COST_PARTS: Final = ("ai_tokens_cost_mc", "db_ops_cost_mc", "api_calls_cost_mc", "compute_time_cost_mc")
 """The parts of an interaction's cost in the tracker contract, in micro-cents."""
+COST_PART_ATTRIBUTES: Final = frozenset(COST_PART_PREFIX + part for part in COST_PARTS)
+"""The span attributes that carry the cost parts (``analytics.cost.db_ops_cost_mc``, ...)."""

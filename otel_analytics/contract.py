@@ -226,7 +226,6 @@ _METADATA_TOKENS = (
 _TTFC, _PRICING_VERSION = attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, attrs.PRICING_VERSION
 _PROVIDER, _USAGE_STATUS = attrs.GEN_AI_PROVIDER_NAME, attrs.USAGE_STATUS
 _COST_ATTRIBUTES = tuple((part, attrs.COST_PART_PREFIX + part) for part in attrs.COST_PARTS)
-_COST_NAMES = frozenset(name for _, name in _COST_ATTRIBUTES)
 
 
 def interaction_body(
@@ -291,7 +290,7 @@ def interaction_body(
         calls = _count(get(attrs.API_CALL_COUNT))
         body["api_call_count"] = calls if calls else 1
     costs = None
-    if not a.keys().isdisjoint(_COST_NAMES):  # explicit cost parts are rare: one test in C
+    if not a.keys().isdisjoint(attrs.COST_PART_ATTRIBUTES):  # explicit cost parts are rare: one test in C
         for part, name in _COST_ATTRIBUTES:
             value = get(name)
             if type(value) is int and 0 <= value <= MAX_COUNT:

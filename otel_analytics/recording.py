@@ -313,6 +313,7 @@ class Recording:
         "_context_base",
         "_ended",
         "_first_chunk_ns",
+        "_given_costs",
         "_late",
         "_model",
         "_provider",
@@ -355,6 +356,7 @@ class Recording:
         self._ended = False
         self._started = time.monotonic_ns()
         self._first_chunk_ns = 0
+        self._given_costs: dict[str, int] | None = None
         metrics_on = runtime.metrics is not None
         self._chunk_ends: list[int] | None = [] if metrics_on else None
         self._late: dict[str, AttributeValue] | None = {} if metrics_on else None
@@ -451,6 +453,18 @@ class Recording:
                 self._content[attrs.GEN_AI_OUTPUT_MESSAGES] = json.dumps(output_messages, default=str)
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """Set one attribute on the interaction's span (the metrics see it too).
+
+        A cost part (``analytics.cost.db_ops_cost_mc`` and the like) is a cost the caller gives,
+        as ``track_interaction``'s ``costs``: the parts' sum becomes the interaction's cost
+        (pricing status ``given``), which the tracker, the span and the metrics all count. One
+        that is not an integer from 0 to 2**53 is dropped with a warning."""
+        if key in attrs.COST_PART_ATTRIBUTES:
+            given = checked_count("set_attribute", key, value)
+            if given is None:
+                return
+            self._given_costs = {**(self._given_costs or {}), key: given}
+            self._usage.given_cost_mc = sum(self._given_costs.values())
         value = clean(value) if isinstance(value, str) else value
         self.span.set_attribute(key, value)
         if key == attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK:

@@ -93,6 +93,44 @@ def test_costs_given_are_the_interactions_cost(capture_analytics: CaptureAnalyti
     assert without_usage["analytics.cost.usd"] == pytest.approx(7 / 100_000)
 
 
+@pytest.mark.parametrize("session_id", ["s", None], ids=["in a session", "no session"])
+def test_cost_parts_set_as_attributes_are_the_interactions_cost(
+    capture_analytics: CaptureAnalytics, session_id: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cost part set on a live interaction is a given cost, as ``costs=`` is: the span's cost
+    and status say so (the tracker counts the parts either way); a bad one is dropped, warned."""
+    from otel_analytics import _guard
+
+    _guard._seen.clear()
+    with oa.interaction("chat", model="gpt-4o", session_id=session_id) as it:
+        it.record_usage(input_tokens=1000, output_tokens=100)
+        it.set_attribute("analytics.cost.db_ops_cost_mc", 40)
+        it.set_attribute("analytics.cost.ai_tokens_cost_mc", 200)
+        it.set_attribute("analytics.cost.ai_tokens_cost_mc", 300)  # set again: the last value counts
+        with caplog.at_level(logging.WARNING, logger="otel_analytics"):
+            it.set_attribute("analytics.cost.api_calls_cost_mc", -5)
+    with oa.interaction("db", session_id=session_id) as it:
+        it.set_attribute("analytics.cost.db_ops_cost_mc", 0)
+    chat = capture_analytics.spans(type="chat")[0]["attributes"]
+    assert chat["analytics.cost.micro_cents"] == 340
+    assert chat["analytics.cost.usd"] == pytest.approx(340 / 100_000)
+    assert chat["analytics.pricing.status"] == "given"
+    assert "analytics.cost.api_calls_cost_mc" not in chat
+    assert sum("analytics.cost.api_calls_cost_mc=-5" in r.getMessage() for r in caplog.records) == 1
+    db = capture_analytics.spans(type="db")[0]["attributes"]
+    assert (db["analytics.cost.micro_cents"], db["analytics.pricing.status"]) == (0, "given")
+    from otel_analytics.contract import record_from_readable, to_call
+
+    bodies = [call.body for span in capture_analytics.finished() if (call := to_call(record_from_readable(span)))]
+    (chat_body,) = (body for body in bodies if body.get("type") == "chat")
+    assert chat_body["costs"] == {
+        "ai_tokens_cost_mc": 300,
+        "db_ops_cost_mc": 40,
+        "api_calls_cost_mc": 0,
+        "compute_time_cost_mc": 0,
+    }
+
+
 def test_bad_fields_are_dropped_with_one_warning_and_the_rest_kept(
     capture_analytics: CaptureAnalytics, caplog: pytest.LogCaptureFixture
 ) -> None:
