@@ -412,6 +412,41 @@ def test_joining_the_apps_meter_provider() -> None:
     assert result.stdout.split() == ["84", "True"]
 
 
+def test_metrics_exporters_give_a_provider_of_their_own_beside_the_apps(otlp_http_receiver: OtlpHttpReceiver) -> None:
+    """With an app's (or the agent's) meter provider installed, ANALYTICS_METRICS_EXPORTERS still
+    gives the package's metrics a provider of their own (aggregated here, the cheap path): they
+    reach its exporter and not the app's readers, and the app's provider stays the global one."""
+    result = run_python(
+        """
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        import otel_analytics as oa
+        from otel_analytics.testing import metric_points
+        reader = InMemoryMetricReader()
+        apps = MeterProvider(metric_readers=[reader])
+        metrics.set_meter_provider(apps)
+        metrics.get_meter("app").create_counter("app.requests").add(1)
+        handle = oa.configure(exporters="none")
+        with oa.session("conv-own", user_id="u"):
+            oa.track_interaction(type="chat", model_name="gpt-4o", prompt_tokens=77, completion_tokens=7)
+        assert handle.force_flush()
+        print(sorted(metric_points(reader.get_metrics_data())))
+        print(handle.meter_provider is apps, metrics.get_meter_provider() is apps)
+        handle.shutdown()
+        """,
+        ANALYTICS_METRICS_EXPORTERS="otlp",
+        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=f"{otlp_http_receiver.endpoint}/v1/metrics",
+        OTEL_METRIC_EXPORT_INTERVAL="600000",  # only the flush exports
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[:2] == ["['app.requests']", "False True"]
+    received = _metrics_in(otlp_http_receiver.metric_requests)
+    assert "app.requests" not in received
+    tokens = received["gen_ai.client.token.usage"][0]
+    assert sum(p.sum for p in tokens.histogram.data_points) == 84
+
+
 def test_no_meter_provider_no_metrics(clean_env: pytest.MonkeyPatch) -> None:
     handle = oa.configure(exporters="none")
     try:
