@@ -100,6 +100,7 @@ def test_cost_parts_set_as_attributes_are_the_interactions_cost(
     """A cost part set on a live interaction is a given cost, as ``costs=`` is: the span's cost
     and status say so (the tracker counts the parts either way); a bad one is dropped, warned."""
     from otel_analytics import _guard
+    from otel_analytics.contract import record_from_readable, to_call
 
     _guard._seen.clear()
     with oa.interaction("chat", model="gpt-4o", session_id=session_id) as it:
@@ -119,8 +120,6 @@ def test_cost_parts_set_as_attributes_are_the_interactions_cost(
     assert sum("analytics.cost.api_calls_cost_mc=-5" in r.getMessage() for r in caplog.records) == 1
     db = capture_analytics.spans(type="db")[0]["attributes"]
     assert (db["analytics.cost.micro_cents"], db["analytics.pricing.status"]) == (0, "given")
-    from otel_analytics.contract import record_from_readable, to_call
-
     bodies = [call.body for span in capture_analytics.finished() if (call := to_call(record_from_readable(span)))]
     (chat_body,) = (body for body in bodies if body.get("type") == "chat")
     assert chat_body["costs"] == {
