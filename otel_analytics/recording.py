@@ -463,8 +463,9 @@ class Recording:
             given = checked_count("set_attribute", key, value)
             if given is None:
                 return
-            self._given_costs = {**(self._given_costs or {}), key: given}
-            self._usage.given_cost_mc = sum(self._given_costs.values())
+            parts = self._given_costs = self._given_costs or {}
+            parts[key] = given
+            self._usage.given_cost_mc = sum(parts.values())
         value = clean(value) if isinstance(value, str) else value
         self.span.set_attribute(key, value)
         if key == attrs.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK:

@@ -47,8 +47,8 @@ class Usage:
     invalid: bool = False
     """A count was reported that is not one (out of range, or not an integer): it was dropped."""
     given_cost_mc: int | None = None
-    """What the caller says the interaction cost, in micro-cents (``track_*``'s ``costs``):
-    recorded as its cost instead of a price from the table."""
+    """What the caller says the interaction cost, in micro-cents (``track_*``'s ``costs``, or
+    cost parts set on a live interaction): recorded as its cost instead of a price from the table."""
 
     @property
     def reported(self) -> bool:
